@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a working install in ./.venv: the system tools the
+# tests use (espeak-ng for test speech), torch first (see below), then this package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "install.sh: please install ${need_apt[*]} (e.g. sudo apt-get install -y ${need_apt[*]})" >&2
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first, pinned: on CPU machines a local CPU build is served for exactly 2.13.0, and
+# any other request for torch pulls several GB of CUDA packages.
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e '.[neural,dev]'
+echo "installed: $(.venv/bin/infinitetalk --version)"

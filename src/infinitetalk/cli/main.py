@@ -1,0 +1,34 @@
+"""Entry point: ``infinitetalk`` and its sub-commands.
+
+Each command group lives in its own module and is registered here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from infinitetalk import __version__
+
+app = typer.Typer(
+    name="infinitetalk",
+    help="Self-hosted InfiniteTalk: portrait (or video) + speech -> lip-synced talking video.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"infinitetalk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Self-hosted InfiniteTalk."""
+
+
+# --- command registration (one line per module) ---
+# --- end of command registration ---

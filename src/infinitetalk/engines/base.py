@@ -1,0 +1,89 @@
+"""The Engine interface: what every engine takes and gives.
+
+An engine turns an ``EngineJob`` (decoded, validated inputs at their final size and
+timing) into RGB frames. It knows nothing of HTTP, tasks, storage or files: the caller
+(``infinitetalk.workers.render``) resolves media, encodes the frames and muxes audio.
+Frames are yielded as they are made, so memory does not grow with video length and the
+encoder can stream them to disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from infinitetalk.errors import Canceled
+from infinitetalk.schema import BBox, Mode
+
+#: progress(fraction in [0, 1], stage name). Called often; must be cheap.
+ProgressCallback = Callable[[float, str], None]
+
+#: Sample rate of the speech tracks an engine receives.
+AUDIO_SAMPLE_RATE = 16_000
+
+
+def no_progress(fraction: float, stage: str) -> None:
+    """A ProgressCallback that ignores progress."""
+
+
+class CancelToken:
+    """Set from any thread to ask a running engine to stop at its next frame/chunk/step boundary."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def canceled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_canceled(self) -> None:
+        if self._event.is_set():
+            raise Canceled("the task was canceled")
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One person who speaks: their track on the output timeline, and how to find their face."""
+
+    #: float32 mono at AUDIO_SAMPLE_RATE, exactly as long as the output video (silence padded).
+    audio: np.ndarray
+    #: uint8 HxW at the *source* size, >0 where this speaker's face is, or None.
+    mask: np.ndarray | None = None
+    #: face box in source pixels, or None.
+    bbox: BBox | None = None
+
+
+@dataclass
+class EngineJob:
+    """Everything an engine needs, decoded and checked."""
+
+    mode: Mode
+    speakers: list[Speaker]
+    width: int  # output size (a bucket); both even
+    height: int
+    fps: int
+    num_frames: int
+    seed: int
+    #: RGB uint8 HxWx3 at the source size (image-to-video).
+    image: np.ndarray | None = None
+    #: Source frames for video-to-video: a callable that yields exactly ``num_frames`` RGB
+    #: uint8 frames at the source size on the output timeline (rate-converted, extended).
+    video_frames: Callable[[], Iterator[np.ndarray]] | None = None
+    prompt: str | None = None
+    extras: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
+        """Yield ``job.num_frames`` RGB uint8 frames of ``job.height x job.width x 3``."""
+        ...

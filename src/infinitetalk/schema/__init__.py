@@ -1,0 +1,5 @@
+"""The canonical request and its limits."""
+
+from infinitetalk.schema.request import AudioLayout, BBox, GenerationRequest, Mode, Resolution
+
+__all__ = ["AudioLayout", "BBox", "GenerationRequest", "Mode", "Resolution"]

@@ -1,0 +1,127 @@
+"""GenerationRequest: the one request every entry point builds and every engine consumes.
+
+Media fields hold *references*: a local path, an http(s) URL or a ``data:`` URI. They are
+resolved and decoded by ``infinitetalk.media``; this module only checks their shape.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from infinitetalk.errors import InvalidRequest
+from infinitetalk.schema import limits
+
+
+class Mode(StrEnum):
+    IMAGE_TO_VIDEO = "image-to-video"
+    VIDEO_TO_VIDEO = "video-to-video"
+
+
+class Resolution(StrEnum):
+    P480 = "480p"
+    P576 = "576p"
+    P720 = "720p"
+
+
+class AudioLayout(StrEnum):
+    """How two speakers' tracks are laid out in time."""
+
+    PARA = "para"  # both tracks play from the start, together
+    ADD = "add"  # the second track starts where the first ends
+
+
+MediaRef = Annotated[str, Field(min_length=1, description="Local path, http(s) URL or data: URI.")]
+
+
+class BBox(BaseModel):
+    """A face box in source-image pixels: x0, y0 (top-left) to x1, y1 (bottom-right)."""
+
+    model_config = ConfigDict(frozen=True)
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BBox:
+        if self.x1 <= self.x0 or self.y1 <= self.y0:
+            raise ValueError(f"box must have x1 > x0 and y1 > y0, got {self.x0},{self.y0},{self.x1},{self.y1}")
+        return self
+
+
+class GenerationRequest(BaseModel):
+    """A request to make one talking video."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = Mode.IMAGE_TO_VIDEO
+    image: MediaRef | None = Field(None, description="Portrait to animate (image-to-video).")
+    video: MediaRef | None = Field(None, description="Source video to re-animate (video-to-video).")
+    audio: list[MediaRef] = Field(
+        ..., min_length=1, max_length=2, description="Speech, one track per speaker (two for a dialogue)."
+    )
+    audio_layout: AudioLayout = AudioLayout.PARA
+    mask: list[MediaRef] | None = Field(
+        None, max_length=2, description="Mask image per speaker: white where the face to animate is."
+    )
+    bbox: list[BBox] | None = Field(None, max_length=2, description="Face box per speaker, in source pixels.")
+    prompt: str | None = Field(None, max_length=limits.MAX_PROMPT_CHARS, description="What the scene shows.")
+    resolution: Resolution = Resolution.P480
+    seed: int = Field(-1, ge=-1, le=limits.MAX_SEED, description="-1 picks a random seed; the seed used is reported.")
+    fps: int = Field(limits.DEFAULT_FPS, ge=limits.MIN_FPS, le=limits.MAX_FPS)
+
+    @field_validator("audio", "mask", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("prompt is blank; leave it out or describe the scene")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerationRequest:
+        if self.mode is Mode.IMAGE_TO_VIDEO and not self.image:
+            raise ValueError("image-to-video needs an image")
+        if self.mode is Mode.IMAGE_TO_VIDEO and self.video:
+            raise ValueError("image-to-video takes an image, not a video; use mode video-to-video")
+        if self.mode is Mode.VIDEO_TO_VIDEO and not self.video:
+            raise ValueError("video-to-video needs a video")
+        if self.mode is Mode.VIDEO_TO_VIDEO and self.image:
+            raise ValueError("video-to-video takes a video, not an image; use mode image-to-video")
+        speakers = len(self.audio)
+        for name in ("mask", "bbox"):
+            given = getattr(self, name)
+            if given is not None and len(given) != speakers:
+                raise ValueError(
+                    f"{len(given)} {name}(es) for {speakers} audio track(s): give one {name} per speaker"
+                )
+        return self
+
+    @property
+    def speakers(self) -> int:
+        return len(self.audio)
+
+    def resolved_seed(self) -> int:
+        """The seed to use: the requested one, or a fresh random one for -1."""
+        return self.seed if self.seed >= 0 else secrets.randbelow(limits.MAX_SEED + 1)
+
+    @classmethod
+    def parse(cls, data: dict) -> GenerationRequest:
+        """Validate ``data``, turning pydantic's errors into one InvalidRequest naming the field."""
+        from pydantic import ValidationError
+
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            message = first["msg"].removeprefix("Value error, ")
+            raise InvalidRequest(f"{field}: {message}" if field else message, field=field) from None
