@@ -1,7 +1,40 @@
-"""Engines behind one small interface (``base.Engine``); pick one with ``get_engine``."""
+"""Engines behind one small interface (``base.Engine``); pick one with ``load_engine``.
+
+Engines are imported lazily: the preview engine must not pay for importing torch.
+"""
 
 from __future__ import annotations
 
-from infinitetalk.engines.base import CancelToken, Engine, EngineJob, ProgressCallback, Speaker
+from pathlib import Path
 
-__all__ = ["CancelToken", "Engine", "EngineJob", "ProgressCallback", "Speaker"]
+from infinitetalk.config import Settings, get_settings
+from infinitetalk.engines.base import CancelToken, Engine, EngineJob, ProgressCallback, Speaker
+from infinitetalk.errors import InvalidRequest
+
+ENGINES = ("auto", "preview", "neural")
+
+
+def load_engine(settings: Settings | None = None, *, name: str | None = None, weights_dir: Path | None = None) -> Engine:
+    """The engine named (or configured): "neural" when weights are given and name is "auto"."""
+    settings = settings or get_settings()
+    name = name or settings.engine
+    weights_dir = weights_dir or settings.weights_dir
+    if name not in ENGINES:
+        raise InvalidRequest(f"unknown engine '{name}'; choose one of {', '.join(ENGINES)}", field="engine")
+    if name == "auto":
+        name = "neural" if weights_dir else "preview"
+    if name == "preview":
+        from infinitetalk.engines.preview.engine import PreviewEngine
+
+        return PreviewEngine()
+    if weights_dir is None:
+        raise InvalidRequest(
+            "the neural engine needs its weights: pass --weights DIR (see `infinitetalk models download`)",
+            field="weights",
+        )
+    from infinitetalk.engines.neural.engine import NeuralEngine
+
+    return NeuralEngine.from_pretrained(weights_dir)
+
+
+__all__ = ["CancelToken", "Engine", "EngineJob", "ProgressCallback", "Speaker", "load_engine"]

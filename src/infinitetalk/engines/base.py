@@ -1,7 +1,7 @@
 """The Engine interface: what every engine takes and gives.
 
 An engine turns an ``EngineJob`` (decoded, validated inputs at their final size and
-timing) into RGB frames. It knows nothing of HTTP, tasks, storage or files: the caller
+timing: pictures, masks and boxes are already in output pixels) into RGB frames. It knows nothing of HTTP, tasks, storage or files: the caller
 (``infinitetalk.workers.render``) resolves media, encodes the frames and muxes audio.
 Frames are yielded as they are made, so memory does not grow with video length and the
 encoder can stream them to disk.
@@ -54,9 +54,9 @@ class Speaker:
 
     #: float32 mono at AUDIO_SAMPLE_RATE, exactly as long as the output video (silence padded).
     audio: np.ndarray
-    #: uint8 HxW at the *source* size, >0 where this speaker's face is, or None.
+    #: uint8 at the output size, >0 where this speaker's face is, or None.
     mask: np.ndarray | None = None
-    #: face box in source pixels, or None.
+    #: face box in output pixels, or None.
     bbox: BBox | None = None
 
 
@@ -71,10 +71,10 @@ class EngineJob:
     fps: int
     num_frames: int
     seed: int
-    #: RGB uint8 HxWx3 at the source size (image-to-video).
+    #: The portrait, RGB uint8, already cover-cropped to height x width (image-to-video).
     image: np.ndarray | None = None
     #: Source frames for video-to-video: a callable that yields exactly ``num_frames`` RGB
-    #: uint8 frames at the source size on the output timeline (rate-converted, extended).
+    #: uint8 frames of height x width on the output timeline (rate-converted, extended).
     video_frames: Callable[[], Iterator[np.ndarray]] | None = None
     prompt: str | None = None
     extras: dict = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Media: fetch inputs safely, decode audio/images/video, encode the MP4."""

@@ -1,0 +1,90 @@
+"""Audio: decode anything PyAV reads into float32 PCM, and probe the real duration.
+
+Durations come from decoding every packet, never from the container header: headers lie
+(VBR MP3 without a Xing frame, truncated uploads), and billing depends on the number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from infinitetalk.errors import InputTooLarge, InvalidRequest
+from infinitetalk.schema import limits
+
+
+def _unreadable(path: Path, why: str, field: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"could not read audio from {path.name}: {why}. Send speech as MP3, WAV, M4A/AAC, OGG or FLAC.",
+        code="audio_unreadable",
+        field=field,
+    )
+
+
+def decode_audio(
+    path: str | Path,
+    *,
+    sample_rate: int = 16_000,
+    channels: int = 1,
+    field: str = "audio",
+    max_seconds: float = limits.MAX_AUDIO_SECONDS,
+) -> np.ndarray:
+    """Decode the first audio stream to float32 in [-1, 1], resampled.
+
+    Returns shape (samples,) for mono, (samples, channels) otherwise. Raises InvalidRequest
+    (``audio_unreadable``, ``audio_empty``) or InputTooLarge (``audio_too_long``).
+    """
+    path = Path(path)
+    layout = "mono" if channels == 1 else "stereo"
+    resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    total = 0
+    limit = int(max_seconds * sample_rate) + 1
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise _unreadable(path, "the file has no audio stream", field)
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1, channels))
+                    total += out.samples
+                if total > limit:
+                    raise _too_long(total / sample_rate, field)
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1, channels))
+                total += out.samples
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise _unreadable(path, _reason(exc), field) from None
+    if total > limit:
+        raise _too_long(total / sample_rate, field)
+    if total == 0:
+        raise InvalidRequest(
+            f"{path.name} holds no audio samples: send a file with at least a moment of sound (silence is fine).",
+            code="audio_empty",
+            field=field,
+        )
+    pcm = np.concatenate(chunks, axis=0).astype(np.float32, copy=False)
+    return pcm[:, 0].copy() if channels == 1 else pcm
+
+
+def probe_duration(path: str | Path, *, field: str = "audio") -> float:
+    """Seconds of audio in ``path``, measured by decoding it all."""
+    pcm = decode_audio(path, sample_rate=16_000, field=field)
+    return len(pcm) / 16_000
+
+
+def _too_long(seconds: float, field: str) -> InputTooLarge:
+    return InputTooLarge(
+        f"audio is longer than the {limits.MAX_AUDIO_SECONDS:.0f} s limit (at least {seconds:.0f} s): "
+        "split it and make several videos.",
+        code="audio_too_long",
+        field=field,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).split(":")[-1].strip() or type(exc).__name__
+    return f"the decoder said '{text}'"
