@@ -31,4 +31,8 @@ def _main(
 
 
 # --- command registration (one line per module) ---
+from infinitetalk.cli import generate, probe  # noqa: E402
+
+app.command()(generate.generate)
+app.command()(probe.probe)
 # --- end of command registration ---
