@@ -70,3 +70,90 @@ def noise_png(media_dir: Path) -> Path:
     path = media_dir / "noise.png"
     Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(path)
     return path
+
+
+class FileServer:
+    """A real HTTP server on 127.0.0.1 serving a folder, plus a few behaviours for fetch tests.
+
+    /redirect?to=URL answers 302 to URL; /slow sleeps before answering; /chunked/NAME streams
+    NAME without a Content-Length.
+    """
+
+    def __init__(self, root: Path) -> None:
+        import http.server
+        import threading
+        import time
+        import urllib.parse
+
+        root_dir = root
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(parts.query))
+                if parts.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", query["to"])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if parts.path == "/slow":
+                    time.sleep(float(query.get("s", "3")))
+                chunked = parts.path.startswith("/chunked/")
+                name = parts.path.removeprefix("/chunked/").lstrip("/")
+                target = root_dir / name
+                if not name or not target.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = target.read_bytes()
+                self.send_response(200)
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(data), 1 << 16):
+                        block = data[i : i + (1 << 16)]
+                        try:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                        except (BrokenPipeError, ConnectionResetError):
+                            return
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    try:
+                        self.wfile.write(data)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+
+        self.root = root
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        # Clients that abort a download on purpose (byte caps) reset the connection; not news.
+        self.server.handle_error = lambda request, client_address: None
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def file_server(tmp_path: Path):
+    """A loopback HTTP file server over a fresh folder (``server.root``)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = FileServer(root)
+    yield server
+    server.close()

@@ -138,10 +138,9 @@ def _download(url: str, dest_dir: Path, *, kind: str, cap: int, field: str, sett
                 raise FetchFailed(f"{field}: {url} did not answer in time", field=field) from None
             except httpx.HTTPError as exc:
                 raise FetchFailed(f"{field}: could not download {url}: {exc}", field=field) from None
-            with response:
+            try:
                 if response.is_redirect:
-                    location = response.headers.get("location", "")
-                    url = urllib.parse.urljoin(url, location)
+                    url = urllib.parse.urljoin(url, response.headers.get("location", ""))
                     continue
                 if response.status_code != 200:
                     raise FetchFailed(f"{field}: {url} answered HTTP {response.status_code}", field=field)
@@ -149,6 +148,8 @@ def _download(url: str, dest_dir: Path, *, kind: str, cap: int, field: str, sett
                 if declared and declared.isdigit() and int(declared) > cap:
                     raise _too_large(field, kind, cap)
                 return _stream_to_file(response, dest_dir, kind, cap, field, url)
+            finally:
+                response.close()
     raise FetchFailed(f"{field}: more than {MAX_REDIRECTS} redirects from {url}", field=field)
 
 

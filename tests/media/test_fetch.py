@@ -1,0 +1,140 @@
+"""The URL guard and fetcher, against a real loopback HTTP server."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import shutil
+from pathlib import Path
+
+import pytest
+
+from infinitetalk.config import Settings
+from infinitetalk.errors import FetchFailed, InputTooLarge, InvalidRequest, UrlNotAllowed
+from infinitetalk.media import fetch
+from infinitetalk.media.fetch import check_url, fetch_to_file, is_public
+
+OPEN = Settings(fetch_allow_hosts=[])
+LOOPBACK_ALLOWED = Settings(fetch_allow_hosts=["127.0.0.1"], fetch_read_timeout_s=1.0)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+        "0.0.0.0", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255", "::1", "::", "fe80::1",
+        "fc00::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.1.2.3",
+        "2002:7f00:1::1", "64:ff9b::a00:1", "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+def test_public_addresses_pass(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x.wav",
+        "http://localhost/x.wav",
+        "http://10.0.0.1/x.wav",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x.wav",
+        "http://[::ffff:127.0.0.1]/x.wav",
+        "http://2130706433/x.wav",  # 127.0.0.1 written as one integer
+        "http://0x7f.1/x.wav",
+    ],
+)
+def test_private_urls_are_refused_before_connecting(url: str, tmp_path: Path) -> None:
+    with pytest.raises(UrlNotAllowed) as info:
+        fetch_to_file(url, tmp_path, kind="audio", settings=OPEN)
+    assert info.value.code == "url_not_allowed" and info.value.field == "audio"
+    assert "not a public address" in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.wav", "gopher://x/"])
+def test_other_schemes_are_refused(url: str, tmp_path: Path) -> None:
+    with pytest.raises(UrlNotAllowed):
+        fetch_to_file(url, tmp_path, kind="audio", settings=OPEN)
+
+
+def test_loopback_server_is_refused_without_allow_list(file_server, speech_wav: Path, tmp_path: Path) -> None:
+    shutil.copy(speech_wav, file_server.root / "a.wav")
+    with pytest.raises(UrlNotAllowed):
+        fetch_to_file(file_server.url("a.wav"), tmp_path, kind="audio", settings=OPEN)
+
+
+def test_allow_listed_fetch_downloads_the_bytes(file_server, speech_wav: Path, tmp_path: Path) -> None:
+    shutil.copy(speech_wav, file_server.root / "a.wav")
+    got = fetch_to_file(file_server.url("a.wav"), tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+    assert got.read_bytes() == speech_wav.read_bytes()
+    got = fetch_to_file(file_server.url("chunked/a.wav"), tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+    assert got.read_bytes() == speech_wav.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://10.0.0.1/x.wav", "http://169.254.169.254/latest/meta-data/", "http://[::1]:{port}/a.wav"],
+)
+def test_redirects_to_private_addresses_are_refused(file_server, speech_wav: Path, tmp_path: Path, target: str) -> None:
+    """The allow-listed server is reachable, but where it redirects to is checked again."""
+    shutil.copy(speech_wav, file_server.root / "a.wav")
+    url = file_server.url(f"redirect?to={target.format(port=file_server.port)}")
+    with pytest.raises(UrlNotAllowed):
+        fetch_to_file(url, tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+
+
+def test_redirects_are_followed_up_to_three(file_server, speech_wav: Path, tmp_path: Path) -> None:
+    shutil.copy(speech_wav, file_server.root / "a.wav")
+    url = file_server.url("a.wav")
+    for _ in range(3):
+        url = file_server.url(f"redirect?to={url}")
+    assert fetch_to_file(url, tmp_path, kind="audio", settings=LOOPBACK_ALLOWED).stat().st_size > 0
+    with pytest.raises(FetchFailed, match="more than 3 redirects"):
+        fetch_to_file(file_server.url(f"redirect?to={url}"), tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+
+
+def test_byte_cap_aborts_the_download(file_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(fetch.MAX_BYTES, "image", 100_000)
+    (file_server.root / "big.png").write_bytes(b"\0" * 300_000)
+    dest = tmp_path / "dest"
+    for path in ("big.png", "chunked/big.png"):  # declared length, then streamed without one
+        with pytest.raises(InputTooLarge) as info:
+            fetch_to_file(file_server.url(path), dest, kind="image", settings=LOOPBACK_ALLOWED)
+        assert info.value.code == "image_too_large"
+    assert list(dest.iterdir()) == []
+
+
+def test_slow_server_times_out(file_server, tmp_path: Path) -> None:
+    with pytest.raises(FetchFailed, match="did not answer in time"):
+        fetch_to_file(file_server.url("slow?s=3"), tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+
+
+def test_http_errors_are_reported(file_server, tmp_path: Path) -> None:
+    with pytest.raises(FetchFailed, match="HTTP 404"):
+        fetch_to_file(file_server.url("missing.wav"), tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+
+
+def test_data_uri(tmp_path: Path, speech_wav: Path) -> None:
+    uri = "data:audio/wav;base64," + base64.b64encode(speech_wav.read_bytes()).decode()
+    assert fetch_to_file(uri, tmp_path, kind="audio", settings=OPEN).read_bytes() == speech_wav.read_bytes()
+    with pytest.raises(InvalidRequest, match="no comma"):
+        fetch_to_file("data:audio/wav;base64", tmp_path, kind="audio", settings=OPEN)
+
+
+def test_local_paths_only_when_allowed(tmp_path: Path, speech_wav: Path) -> None:
+    assert fetch_to_file(str(speech_wav), tmp_path, kind="audio", settings=OPEN, allow_local_paths=True) == speech_wav
+    with pytest.raises(InvalidRequest, match="not a file path"):
+        fetch_to_file(str(speech_wav), tmp_path, kind="audio", settings=OPEN)
+    with pytest.raises(InvalidRequest) as info:
+        fetch_to_file(str(tmp_path / "nope.wav"), tmp_path, kind="audio", settings=OPEN, allow_local_paths=True)
+    assert info.value.code == "file_not_found"
+
+
+def test_check_url_returns_the_checked_addresses() -> None:
+    assert check_url("http://127.0.0.1:9/x", LOOPBACK_ALLOWED) == [ipaddress.ip_address("127.0.0.1")]
