@@ -1,0 +1,74 @@
+"""Speech -> wav2vec2 features at 25 Hz, and the +-2 frame windows per video frame.
+
+The official code overrides ``Wav2Vec2Model.forward`` to resample the CNN features to the
+video rate before the transformer; that breaks on transformers 5. Here a forward hook on the
+feature extractor does the same resampling, so the stock model runs unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import torch
+import torch.nn.functional as F
+from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+SAMPLE_RATE = 16_000
+TARGET_LUFS = -23.0
+
+
+def loudness_normalize(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Normalise to -23 LUFS; leave audio alone when its loudness is not finite (silence, too short)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.size < int(0.4 * sr):  # pyloudnorm needs one 400 ms gating block
+        return audio.astype(np.float32)
+    meter = pyloudnorm.Meter(sr)
+    loudness = meter.integrated_loudness(audio)
+    if not np.isfinite(loudness):
+        return audio.astype(np.float32)
+    gain = 10.0 ** ((TARGET_LUFS - loudness) / 20.0)
+    return (audio * gain).astype(np.float32)
+
+
+def audio_windows(emb: torch.Tensor, start: int, frames: int, radius: int = 2) -> torch.Tensor:
+    """Per video frame t in [start, start+frames): rows clamp(t-2 .. t+2) of ``emb`` [T, L, C] -> [frames, 5, L, C]."""
+    t = torch.arange(start, start + frames)[:, None] + torch.arange(-radius, radius + 1)[None]
+    return emb[t.clamp(0, emb.shape[0] - 1)]
+
+
+class AudioEncoder:
+    """16 kHz mono speech -> [video frames, layers, 768] wav2vec2 hidden states at the video rate."""
+
+    def __init__(self, model: Wav2Vec2Model, extractor: Wav2Vec2FeatureExtractor, fps: int = 25) -> None:
+        self.model = model
+        self.extractor = extractor
+        self.fps = fps
+        self._steps: int | None = None
+        model.feature_extractor.register_forward_hook(self._resample)
+
+    @classmethod
+    def from_folder(cls, folder: Path, device: torch.device | str = "cpu", fps: int = 25) -> AudioEncoder:
+        model = Wav2Vec2Model.from_pretrained(str(folder)).to(device).eval().requires_grad_(False)
+        return cls(model, Wav2Vec2FeatureExtractor.from_pretrained(str(folder)), fps)
+
+    def _resample(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        # CNN output is [B, C, ~50 Hz steps]; linear interpolation to the video's frame count.
+        if self._steps is None:
+            return output
+        return F.interpolate(output, size=self._steps, mode="linear", align_corners=True)
+
+    @torch.no_grad()
+    def __call__(self, audio: np.ndarray, num_frames: int | None = None) -> torch.Tensor:
+        audio = loudness_normalize(audio)
+        steps = num_frames if num_frames is not None else int(len(audio) / SAMPLE_RATE * self.fps)
+        values = self.extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_values
+        device = next(self.model.parameters()).device
+        self._steps = steps
+        try:
+            out = self.model(values.to(device), output_hidden_states=True)
+        finally:
+            self._steps = None
+        # hidden_states[0] is the projected CNN features; the embedding is the transformer layers'.
+        return torch.stack(out.hidden_states[1:], dim=2)[0].float()  # [steps, layers, C]

@@ -1,0 +1,149 @@
+"""``NeuralEngine``: the Engine protocol over the InfiniteTalk pipeline, loaded from a local weights folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from infinitetalk.engines.base import CancelToken, EngineJob, ProgressCallback
+from infinitetalk.engines.neural.audio import AudioEncoder
+from infinitetalk.engines.neural.pipeline import InfiniteTalkPipeline, PipelineInputs, SamplingOptions
+from infinitetalk.engines.neural.sampler import Guidance
+from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder, load_clip, load_t5
+from infinitetalk.engines.neural.vae import VideoVAE, load_vae
+from infinitetalk.engines.neural.weights import WeightsLayout, load_transformer
+from infinitetalk.errors import InvalidRequest
+from infinitetalk.schema import Mode
+
+
+def cover_crop(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to cover width x height, then centre-crop (the buckets' rule)."""
+    h, w = frame.shape[:2]
+    scale = max(width / w, height / h)
+    nw, nh = max(width, round(w * scale)), max(height, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(np.ascontiguousarray(frame[..., :3]), (nw, nh), interpolation=interp)
+    y, x = (nh - height) // 2, (nw - width) // 2
+    return resized[y : y + height, x : x + width]
+
+
+def speaker_masks(job: EngineJob, tokens_h: int, tokens_w: int) -> torch.Tensor | None:
+    """[3, tokens] person-1 / person-2 / background masks over one latent frame's tokens (two speakers only).
+
+    From the speakers' masks or boxes (source pixels); without either, left and right halves.
+    """
+    if len(job.speakers) < 2:
+        return None
+    src_h, src_w = (job.image.shape[:2]) if job.image is not None else (job.height, job.width)
+    people = []
+    for i, sp in enumerate(job.speakers[:2]):
+        if sp.mask is not None:
+            m = (sp.mask > 0).astype(np.uint8) * 255
+        elif sp.bbox is not None:
+            m = np.zeros((src_h, src_w), np.uint8)
+            m[int(sp.bbox.y0) : int(sp.bbox.y1), int(sp.bbox.x0) : int(sp.bbox.x1)] = 255
+        else:
+            m = np.zeros((src_h, src_w), np.uint8)
+            half = src_w // 2
+            m[:, :half] = 255 if i == 0 else 0
+            m[:, half:] = 0 if i == 0 else 255
+        small = cv2.resize(cover_crop(np.repeat(m[..., None], 3, 2), job.width, job.height)[..., 0], (tokens_w, tokens_h))
+        people.append(torch.from_numpy(small > 127).flatten())
+    background = ~(people[0] | people[1])
+    return torch.stack([people[0], people[1], background]).float()
+
+
+class NeuralEngine:
+    name = "neural"
+
+    def __init__(self, pipeline: InfiniteTalkPipeline, *, variant: str = "single", options: SamplingOptions | None = None) -> None:
+        self.pipeline = pipeline
+        self.variant = variant
+        self.options = options or SamplingOptions()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights_dir: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        offload: bool = False,
+        variant: str = "single",
+        loras: dict[Path, float] | None = None,
+        options: SamplingOptions | None = None,
+    ) -> NeuralEngine:
+        """Load every part from a weights folder (see ``WeightsLayout``).
+
+        ``offload``: keep the transformer's blocks in CPU memory and stream them to the GPU one
+        at a time (diffusers group offload), for 24-48 GB cards; the passes then run one by one.
+        """
+        layout = WeightsLayout(Path(weights_dir))
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        home = torch.device("cpu") if offload else device
+        transformer = load_transformer(layout, variant=variant, device=home, dtype=dtype, loras=loras)
+        if offload:
+            transformer.enable_group_offload(
+                onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1
+            )
+            for name, module in transformer.named_children():
+                if name != "blocks":  # the small parts live on the GPU
+                    module.to(device)
+        vae = VideoVAE(load_vae(layout.require(layout.vae, "Wan VAE"), device))
+        text = TextEncoder(load_t5(layout.require(layout.t5, "T5 text encoder"), device, dtype), layout.require(layout.tokenizer, "T5 tokenizer"))
+        image = ImageEncoder(load_clip(layout.require(layout.clip, "CLIP image encoder"), device, dtype))
+        audio = AudioEncoder.from_folder(layout.require(layout.wav2vec, "wav2vec2 folder"), device)
+        pipe = InfiniteTalkPipeline(transformer, vae, text, image, audio, device)
+        opts = options or SamplingOptions()
+        if offload:
+            opts = SamplingOptions(opts.steps, opts.shift, opts.guidance, opts.color_correction, batch_passes=False)
+        return cls(pipe, variant=variant, options=opts)
+
+    def _options(self, job: EngineJob) -> SamplingOptions:
+        """Per-job overrides from ``job.extras`` (steps, shift, text_scale, audio_scale, color_correction)."""
+        o, e = self.options, job.extras
+        guidance = Guidance(float(e.get("text_scale", o.guidance.text_scale)), float(e.get("audio_scale", o.guidance.audio_scale)))
+        return SamplingOptions(
+            steps=int(e.get("steps", o.steps)),
+            shift=float(e.get("shift", o.shift if job.height * job.width <= 800 * 800 else 11.0)),
+            guidance=guidance,
+            color_correction=float(e.get("color_correction", o.color_correction)),
+            batch_passes=o.batch_passes,
+        )
+
+    def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
+        if len(job.speakers) == 2 and self.variant != "multi":
+            raise InvalidRequest("two speakers need the InfiniteTalk 'multi' weights; start the engine with variant='multi'")
+        if job.fps != 25:
+            raise InvalidRequest(f"the neural engine makes 25 fps video (the model's training rate), got fps={job.fps}")
+        w, h = job.width, job.height
+        if job.mode == Mode.VIDEO_TO_VIDEO:
+            if job.video_frames is None:
+                raise InvalidRequest("video-to-video needs a source video")
+            image, video = None, (cover_crop(f, w, h) for f in job.video_frames())
+        else:
+            if job.image is None:
+                raise InvalidRequest("image-to-video needs a portrait image")
+            image, video = cover_crop(job.image, w, h), None
+        inputs = PipelineInputs(
+            audio=[sp.audio for sp in job.speakers],
+            num_frames=job.num_frames,
+            seed=job.seed,
+            prompt=job.prompt,
+            image=image,
+            video=video,
+            ref_masks=speaker_masks(job, h // 16, w // 16),
+        )
+        if inputs.ref_masks is not None:
+            inputs.ref_masks = inputs.ref_masks.to(self.pipeline.device)
+        yield from self.pipeline.generate(inputs, h, w, self._options(job), progress, cancel)
+
+
+def load_engine(weights_dir: str | Path, **kwargs: object) -> NeuralEngine:
+    """The entry ``infinitetalk.engines`` calls lazily (keeps torch out of preview-only processes)."""
+    return NeuralEngine.from_pretrained(weights_dir, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,228 @@
+"""The InfiniteTalk pipeline: speech + a portrait (or a video) -> frames, chunk by chunk.
+
+Read ``generate`` top to bottom: check, encode text/audio, plan chunks, then per chunk
+encode the reference, denoise with the flow-match Euler sampler, decode, yield frames and
+carry the last 9 frames over as the next chunk's motion context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from infinitetalk.engines.base import CancelToken, ProgressCallback, no_progress
+from infinitetalk.engines.neural.audio import AudioEncoder, audio_windows
+from infinitetalk.engines.neural.loop import CHUNK_FRAMES, MOTION_FRAMES, color_match, pad_mirror, plan_chunks
+from infinitetalk.engines.neural.sampler import Guidance, euler_step, sigma_schedule
+from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder
+from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
+from infinitetalk.engines.neural.vae import VideoVAE
+from infinitetalk.errors import InvalidRequest
+
+DEFAULT_PROMPT = "A person talks to the camera with natural expressions and head movement, clear face, steady shot."
+NEGATIVE_PROMPT = (
+    "overexposed, static, blurry details, subtitles, worst quality, low quality, jpeg artifacts, ugly, deformed, "
+    "disfigured face, poorly drawn face, extra fingers, messy background, still picture"
+)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    steps: int = 40
+    shift: float = 7.0  # 7 for the 480p family, 11 for 720p
+    guidance: Guidance = Guidance()
+    color_correction: float = 0.0
+    #: Run the guidance passes as one batched forward (fast) or one at a time (less memory).
+    batch_passes: bool = True
+
+
+@dataclass
+class PipelineInputs:
+    """Decoded inputs at the output size; frames are RGB uint8 HxWx3."""
+
+    audio: list[np.ndarray]  # one float32 16 kHz track per speaker, as long as the video
+    num_frames: int
+    seed: int
+    prompt: str | None = None
+    image: np.ndarray | None = None  # image-to-video reference
+    video: Iterator[np.ndarray] | None = None  # video-to-video source frames on the output timeline
+    ref_masks: torch.Tensor | None = None  # [3, tokens of one latent frame] for two speakers
+
+
+def to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 HxWx3 -> float [1, 3, H, W] in [-1, 1]."""
+    return torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+
+def to_frames(video: torch.Tensor) -> np.ndarray:
+    """[1, 3, F, H, W] in [-1, 1] -> uint8 [F, H, W, 3]."""
+    x = ((video[0].permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255)
+    return x.to(torch.uint8).cpu().numpy()
+
+
+class _SourceFrames:
+    """Random access, forwards only, into a streamed source video (keeps the last frame for past the end)."""
+
+    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+        self._it, self._pos, self._last = iter(frames), -1, None
+
+    def at(self, index: int) -> np.ndarray:
+        while self._pos < index:
+            nxt = next(self._it, None)
+            if nxt is None:
+                break
+            self._last, self._pos = nxt, self._pos + 1
+        if self._last is None:
+            raise InvalidRequest("the source video has no frames")
+        return self._last
+
+
+class InfiniteTalkPipeline:
+    def __init__(
+        self,
+        transformer: InfiniteTalkTransformer,
+        vae: VideoVAE,
+        text_encoder: TextEncoder,
+        image_encoder: ImageEncoder,
+        audio_encoder: AudioEncoder,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.transformer = transformer
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.audio_encoder = audio_encoder
+        self.device = torch.device(device)
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The transformer's compute dtype (its norms stay fp32, so ask a linear layer)."""
+        return self.transformer.patch_embedding.weight.dtype
+
+    # --- steps -------------------------------------------------------------------------
+    def check_inputs(self, inputs: PipelineInputs, height: int, width: int) -> None:
+        if (inputs.image is None) == (inputs.video is None):
+            raise InvalidRequest("give exactly one of an image (image-to-video) or a video (video-to-video)")
+        if height % 16 or width % 16:
+            raise InvalidRequest(f"output size {width}x{height} must be a multiple of 16 on both sides; use a bucket")
+        if not 1 <= len(inputs.audio) <= 2:
+            raise InvalidRequest(f"InfiniteTalk animates one or two speakers, got {len(inputs.audio)} audio tracks")
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        if prompt not in self._text_cache:  # the same prompts repeat for every job
+            self._text_cache[prompt] = self.text_encoder(prompt).to(self.device, self.dtype)
+        return self._text_cache[prompt]
+
+    def encode_audio(self, tracks: list[np.ndarray], num_frames: int, total: int) -> torch.Tensor:
+        """[people, total, L, C]: embeddings for ``num_frames`` frames, mirrored past the end to ``total``."""
+        embs = [pad_mirror(self.audio_encoder(a, num_frames), total) for a in tracks]
+        return torch.stack(embs)
+
+    def condition(self, ref: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLIP tokens of the reference, and [1, 20, T, h, w] = 4-channel first-frame mask + VAE(ref, zeros)."""
+        pixels = to_tensor(ref, self.device)
+        clip = self.image_encoder(pixels).to(self.dtype)
+        video = torch.cat([pixels[:, :, None], pixels.new_zeros(1, 3, frames - 1, *pixels.shape[-2:])], dim=2)
+        lat = self.vae.encode(video)
+        mask = torch.zeros(1, 4, *lat.shape[2:], device=lat.device)
+        mask[:, :, 0] = 1.0  # the first latent frame (= first video frame repeated 4x) is given
+        return clip, torch.cat([mask, lat], dim=1)
+
+    def predict(
+        self, x: torch.Tensor, cond: torch.Tensor, t: float, texts: list[torch.Tensor], audios: list[torch.Tensor],
+        clip: torch.Tensor, opts: SamplingOptions, ref_masks: torch.Tensor | None,
+    ) -> torch.Tensor:
+        inp = torch.cat([x, cond], dim=1).to(self.dtype)
+        n = len(texts)
+        if opts.batch_passes:
+            out = self.transformer(
+                inp.expand(n, -1, -1, -1, -1),
+                torch.full((n,), t, device=self.device),
+                torch.cat(texts),
+                clip.expand(n, -1, -1),
+                torch.cat(audios),
+                ref_masks,
+            )
+            preds = list(out.float().chunk(n))
+        else:
+            ts = torch.full((1,), t, device=self.device)
+            preds = [self.transformer(inp, ts, te, clip, au, ref_masks).float() for te, au in zip(texts, audios, strict=True)]
+        return opts.guidance.combine(preds)
+
+    # --- the loop ----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        inputs: PipelineInputs,
+        height: int,
+        width: int,
+        opts: SamplingOptions = SamplingOptions(),
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+        on_chunk: Callable[[int, np.ndarray], None] | None = None,
+    ) -> Iterator[np.ndarray]:
+        # 1. Check inputs
+        self.check_inputs(inputs, height, width)
+        cancel = cancel or CancelToken()
+
+        # 2. Plan chunks; every chunk is 81 frames, the last one's audio is mirrored past the end
+        chunks = plan_chunks(inputs.num_frames)
+        total = chunks[-1].start + CHUNK_FRAMES
+        latent_t = (CHUNK_FRAMES - 1) // 4 + 1
+        motion_t = (MOTION_FRAMES - 1) // 4 + 1
+
+        # 3. Encode prompts and audio (null audio for guidance: zeros, still through audio_proj)
+        text = self.encode_prompt(inputs.prompt or DEFAULT_PROMPT)
+        negative = self.encode_prompt(NEGATIVE_PROMPT)
+        progress(0.0, "encoding audio")
+        audio = self.encode_audio(inputs.audio, inputs.num_frames, total)
+
+        # 4. Timesteps
+        sigmas = sigma_schedule(opts.steps, opts.shift).tolist()
+        generator = torch.Generator("cpu").manual_seed(inputs.seed)
+        source = _SourceFrames(inputs.video) if inputs.video is not None else None
+        reference_image = inputs.image
+        motion: torch.Tensor | None = None
+        work, done = len(chunks) * opts.steps, 0
+
+        for chunk in chunks:
+            # 5. Reference frame and conditioning for this chunk
+            ref = inputs.image if source is None else source.at(chunk.start)
+            if reference_image is None:
+                reference_image = ref
+            clip, cond = self.condition(ref, CHUNK_FRAMES)
+            windows = torch.stack([audio_windows(a, chunk.start, CHUNK_FRAMES) for a in audio])[None].to(self.device)
+            if opts.guidance.passes == 3:
+                texts, audios = [text, negative, negative], [windows, windows, torch.zeros_like(windows)]
+            else:
+                texts, audios = [text, text], [windows, torch.zeros_like(windows)]
+
+            # 6. Latents: noise, with the clean context (reference or motion frames) imposed
+            shape = (1, 16, latent_t, height // 8, width // 8)
+            x = torch.randn(shape, generator=generator).to(self.device)
+            clean = cond[:, 4:, :1] if motion is None else motion
+            ctx = clean.shape[2]
+            x[:, :, :ctx] = clean
+
+            # 7. Denoising loop
+            for i in range(opts.steps):
+                cancel.raise_if_canceled()
+                v = self.predict(x, cond, sigmas[i] * 1000.0, texts, audios, clip, opts, inputs.ref_masks)
+                x = euler_step(x, v, sigmas[i], sigmas[i + 1])
+                x[:, :, :ctx] = clean
+                done += 1
+                progress(done / work, f"chunk {chunk.index + 1}/{len(chunks)}, step {i + 1}/{opts.steps}")
+
+            # 8. Decode, keep the new frames, carry the last 9 frames over as motion context
+            frames = to_frames(self.vae.decode(x))
+            if opts.color_correction > 0:
+                frames = color_match(frames, reference_image, opts.color_correction)
+            tail = torch.cat([to_tensor(f, self.device)[:, :, None] for f in frames[-MOTION_FRAMES:]], dim=2)
+            motion = self.vae.encode(tail)[:, :, :motion_t]
+            if on_chunk is not None:
+                on_chunk(chunk.index, frames)
+            yield from frames[chunk.keep_from : chunk.keep_from + chunk.keep]
