@@ -8,7 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from infinitetalk.media.video import Mp4Writer, iter_frames
+from infinitetalk.errors import InvalidRequest
+from infinitetalk.media.video import Mp4Writer, iter_frames, timeline_frames, video_duration
 
 
 def frames(n: int, h: int = 64, w: int = 96):
@@ -53,3 +54,44 @@ def test_refuses_odd_sizes_and_wrong_frames(tmp_path: Path) -> None:
                                                                       fps=25) as writer:
         writer.write(np.zeros((64, 64, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def numbered_source(path: Path, *, frames: int, fps: int) -> Path:
+    """A source video whose frame i is a flat grey of level 4*i, so order can be read back."""
+    with Mp4Writer(path, width=64, height=48, fps=fps) as writer:
+        for i in range(frames):
+            writer.write(np.full((48, 64, 3), 4 * i, np.uint8))
+    return path
+
+
+def levels(frames_: list[np.ndarray]) -> list[int]:
+    return [round(float(f.mean()) / 4) for f in frames_]
+
+
+def test_timeline_converts_rate_and_cuts(tmp_path: Path) -> None:
+    source = numbered_source(tmp_path / "src.mp4", frames=60, fps=30)
+    assert video_duration(source) == pytest.approx(2.0)
+    out = list(timeline_frames(source, fps=25, num_frames=25, width=64, height=48))
+    got = levels(out)
+    assert len(out) == 25 and got[0] == 0 and got[-1] == 28  # 0.96 s in at 30 fps: frame 28 shows from 0.933 s
+    assert all(b >= a for a, b in zip(got, got[1:], strict=False))
+
+
+def test_timeline_ping_pongs_past_the_end(tmp_path: Path) -> None:
+    source = numbered_source(tmp_path / "src.mp4", frames=20, fps=25)
+    got = levels(list(timeline_frames(source, fps=25, num_frames=50, width=64, height=48)))
+    assert got[:20] == list(range(20))
+    assert got[20:39] == list(range(18, -1, -1))  # back down, no jump
+    assert got[39:] == list(range(1, 12))
+
+
+def test_timeline_crops_to_the_output_size(tmp_path: Path) -> None:
+    source = numbered_source(tmp_path / "src.mp4", frames=5, fps=25)
+    out = list(timeline_frames(source, fps=25, num_frames=5, width=32, height=32))
+    assert {f.shape for f in out} == {(32, 32, 3)}
+
+
+def test_audio_only_file_is_not_a_video(speech_wav: Path) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        video_duration(speech_wav)
+    assert info.value.code == "video_unreadable"

@@ -71,7 +71,8 @@ class EngineJob:
     fps: int
     num_frames: int
     seed: int
-    #: The portrait, RGB uint8, already cover-cropped to height x width (image-to-video).
+    #: RGB uint8, cover-cropped to height x width: the portrait (image-to-video) or the
+    #: source video's first frame (video-to-video).
     image: np.ndarray | None = None
     #: Source frames for video-to-video: a callable that yields exactly ``num_frames`` RGB
     #: uint8 frames of height x width on the output timeline (rate-converted, extended).

@@ -15,9 +15,11 @@ from pathlib import Path
 from types import TracebackType
 
 import av
+import cv2
 import numpy as np
 
 from infinitetalk.errors import InvalidRequest
+from infinitetalk.media.image import cover_crop
 
 #: x264 settings: a preview-friendly speed with good quality for faces.
 X264_OPTIONS = {"preset": "veryfast", "crf": "20"}
@@ -135,3 +137,66 @@ def iter_frames(path: str | Path, *, field: str = "video") -> Iterator[tuple[flo
             code="video_unreadable",
             field=field,
         ) from None
+
+
+def first_frame(path: str | Path, *, field: str = "video") -> np.ndarray:
+    """The first decodable frame (to size the output and find faces before decoding the rest)."""
+    for _, frame in iter_frames(path, field=field):
+        return frame
+    raise InvalidRequest(f"{field}: the video has no frames", code="video_unreadable", field=field)
+
+
+def video_duration(path: str | Path, *, field: str = "video") -> float:
+    """Seconds of video: packets counted (no decoding) over the average frame rate."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InvalidRequest(
+                    f"{field}: the file has no video stream; send an MP4/MOV/WebM video",
+                    code="video_unreadable",
+                    field=field,
+                )
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+    except av.error.FFmpegError as exc:
+        raise InvalidRequest(
+            f"{field}: could not read the video ({exc.strerror or exc})", code="video_unreadable", field=field
+        ) from None
+    return count / rate
+
+
+def timeline_frames(
+    path: str | Path, *, fps: int, num_frames: int, width: int, height: int, field: str = "video"
+) -> Iterator[np.ndarray]:
+    """Exactly ``num_frames`` frames of the source at ``fps``, cover-cropped to width x height.
+
+    Rate conversion picks, for each output instant, the latest source frame shown by then.
+    When the speech outlasts the video, the video then plays backwards and forwards again
+    (ping-pong), which never jumps; the frames shown are kept JPEG-compressed in memory for
+    that, so memory stays small however long the source. When the speech is shorter, the
+    video is cut.
+    """
+    covered = min(num_frames, max(1, round(video_duration(path, field=field) * fps)))
+    keep = covered < num_frames
+    shown: list[bytes] = []
+    source = iter_frames(path, field=field)
+    start, current = next(source, (None, None))
+    if current is None:
+        raise InvalidRequest(f"{field}: the video has no frames", code="video_unreadable", field=field)
+    current = cover_crop(current, width, height)
+    pending = next(source, None)
+    for index in range(covered):
+        instant = start + index / fps
+        while pending is not None and pending[0] <= instant + 1e-6:
+            current = cover_crop(pending[1], width, height)
+            pending = next(source, None)
+        if keep:
+            shown.append(cv2.imencode(".jpg", current, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+        yield current
+    source.close()
+    period = max(1, 2 * (len(shown) - 1))
+    for index in range(covered, num_frames):
+        phase = index % period
+        back = phase if phase < len(shown) else period - phase
+        yield cv2.imdecode(np.frombuffer(shown[back], np.uint8), cv2.IMREAD_UNCHANGED)

@@ -1,8 +1,9 @@
 """From a GenerationRequest to an EngineJob: fetch, decode, check and lay out the inputs.
 
 Everything an engine receives is already at the output size and on the output timeline:
-the portrait is cover-cropped to its bucket, masks and boxes are moved with it, and each
-speaker's track is placed per the audio layout and padded to the video's length.
+the portrait (or the source video, frame by frame) is cover-cropped to its bucket, masks
+and boxes are moved with it, and each speaker's track is placed per the audio layout and
+padded to the video's length. Masks and boxes are given in the source's pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from infinitetalk.errors import InvalidRequest
 from infinitetalk.media.audio import decode_audio
 from infinitetalk.media.fetch import fetch_to_file
 from infinitetalk.media.image import cover_crop, cover_crop_box, decode_image
+from infinitetalk.media.video import first_frame, timeline_frames
 from infinitetalk.schema import AudioLayout, BBox, GenerationRequest, Mode
 from infinitetalk.schema.buckets import output_size
 
@@ -56,13 +58,22 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
     speech = [_fit(resample_poly(t, 160, 441).astype(np.float32), engine_samples) for t in tracks]
 
     # 2. Picture: decode, pick the bucket, cover-crop; masks and boxes follow the crop.
-    if request.mode is not Mode.IMAGE_TO_VIDEO:
-        raise InvalidRequest(f"mode {request.mode.value} is not available yet; use image-to-video", field="mode")
-    assert request.image is not None
-    source = decode_image(fetch(request.image, kind="image", field="image"), field="image")
+    video_path: Path | None = None
+    if request.mode is Mode.VIDEO_TO_VIDEO:
+        assert request.video is not None
+        video_path = fetch(request.video, kind="video", field="video")
+        source = first_frame(video_path)
+    else:
+        assert request.image is not None
+        source = decode_image(fetch(request.image, kind="image", field="image"), field="image")
     src_h, src_w = source.shape[:2]
     width, height = output_size(src_w, src_h, request.resolution)
     image = cover_crop(source, width, height)
+    video_frames = None
+    if video_path is not None:
+        video_frames = partial(
+            timeline_frames, video_path, fps=request.fps, num_frames=num_frames, width=width, height=height
+        )
     masks: list[np.ndarray | None] = [None] * request.speakers
     if request.mask:
         masks = [
@@ -82,6 +93,7 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
         num_frames=num_frames,
         seed=request.resolved_seed(),
         image=image,
+        video_frames=video_frames,
         prompt=request.prompt,
     )
     return PreparedJob(job=job, soundtrack=soundtrack)
