@@ -1,0 +1,5 @@
+"""``python -m infinitetalk.cli``: the same as the ``infinitetalk`` command."""
+
+from infinitetalk.cli.main import app
+
+app(prog_name="infinitetalk")

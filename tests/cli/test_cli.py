@@ -1,0 +1,77 @@
+"""The `infinitetalk` command as a user runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infinitetalk.media.audio import probe_duration
+from infinitetalk.media.probe import probe
+
+CLI = [sys.executable, "-m", "infinitetalk.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_generate_demo_writes_a_talking_video(tmp_path: Path) -> None:
+    out = tmp_path / "talk.mp4"
+    result = run("generate", "--demo", "--seed", "11", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "seed 11" in result.stderr and "wrote" in result.stderr
+    info = probe(out)
+    video, audio = info.streams
+    assert (video.kind, video.codec, audio.kind, audio.codec) == ("video", "h264", "audio", "aac")
+    assert video.fps == 25 and video.width % 16 == 0 and video.height % 16 == 0
+    from infinitetalk.cli.generate import demo_inputs
+
+    speech = probe_duration(demo_inputs()[1])
+    assert abs(video.frames / 25 - speech) <= 1 / 25
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--image", "{portrait}", "--audio", "{missing}"], "file_not_found"),
+        (["--image", "{portrait}", "--audio", "{portrait}"], "audio_unreadable"),
+        (["--image", "{speech}", "--audio", "{speech}"], "image_unreadable"),
+        (["--image", "{portrait}", "--audio", "{speech}", "--fps", "60"], "invalid_request"),
+        (["--image", "{portrait}", "--audio", "{speech}", "--prompt", "  "], "invalid_request"),
+        (["--image", "{noise}", "--audio", "{speech}"], "no_face_detected"),
+        (["--image", "{portrait}", "--audio", "http://169.254.169.254/latest/meta-data/"], "url_not_allowed"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line(args: list[str], code: str, tmp_path: Path, grace_hopper_path: Path,
+                                                 short_speech_wav: Path, noise_png: Path) -> None:
+    names = {"portrait": grace_hopper_path, "speech": short_speech_wav, "noise": noise_png,
+             "missing": tmp_path / "nope.wav"}
+    out = tmp_path / "out.mp4"
+    result = run("generate", *[a.format(**names) for a in args], "-q", "-o", str(out))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error {code}:"), result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_probe_prints_streams_and_json(short_speech_wav: Path) -> None:
+    result = run("probe", str(short_speech_wav), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["duration_s"] == pytest.approx(probe_duration(short_speech_wav), abs=0.01)
+    assert data["streams"][0]["kind"] == "audio"
+    table = run("probe", str(short_speech_wav))
+    assert "audio" in table.stdout and "pcm_s16le" in table.stdout
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("infinitetalk ")
