@@ -23,6 +23,35 @@ class Settings(BaseSettings):
     engine: str = "auto"
     weights_dir: Path | None = None
 
+    # --- HTTP task service (infinitetalk serve) ---
+    #: SQLAlchemy URL; empty: an SQLite file in data_dir. PostgreSQL works with the same code.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Allow serving without API keys on a non-loopback address (anyone who can reach it may use it).
+    insecure: bool = False
+    #: In-process render threads (one per GPU is right for the neural engine).
+    workers: int = 1
+    #: Base URL clients reach the server at (for output and webhook URLs); empty: the request's own.
+    public_url: str | None = None
+    #: USD per billed second, per resolution.
+    rates: dict[str, float] = Field(default_factory=lambda: {"480p": 0.03, "576p": 0.045, "720p": 0.06})
+    min_billed_seconds: int = 5
+    #: Outputs (and their signed URLs) expire this long after a task ends.
+    output_ttl_s: float = 7 * 24 * 3600
+    #: Uploaded inputs not used by a task are deleted after this long.
+    upload_ttl_s: float = 24 * 3600
+    sweep_interval_s: float = 600
+    #: HMAC key for signed output URLs; empty: one is made once and kept in data_dir.
+    signing_secret: str | None = None
+    #: A running task is failed with Timeout after this long.
+    task_timeout_s: float = 3600
+    #: Delays before each webhook retry; after the last one the delivery is given up.
+    webhook_retry_delays_s: list[float] = Field(default_factory=lambda: [5, 30, 120, 600, 1800, 3600])
+    webhook_timeout_s: float = 10
+    #: Longest `Prefer: wait=N` honoured.
+    max_wait_s: int = 300
+
 
 @lru_cache
 def get_settings() -> Settings:

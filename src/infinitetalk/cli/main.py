@@ -35,4 +35,10 @@ from infinitetalk.cli import generate, probe  # noqa: E402
 
 app.command()(generate.generate)
 app.command()(probe.probe)
+from infinitetalk.cli import models  # noqa: E402
+app.add_typer(models.app, name="models")
+from infinitetalk.cli import serve  # noqa: E402
+app.command("serve")(serve.serve)
+from infinitetalk.cli.keys import keys_app  # noqa: E402
+app.add_typer(keys_app, name="keys")
 # --- end of command registration ---

@@ -1,0 +1,66 @@
+"""The FastAPI app factory. ``create_app(settings)`` is cheap; the runtime (store, engine, workers)
+starts in the lifespan, so importing or building the app never touches the disk or loads a model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+
+from infinitetalk import __version__
+from infinitetalk.api.errors import install_error_handlers
+from infinitetalk.api.routes import files, health, tasks
+from infinitetalk.config import Settings
+from infinitetalk.engines.base import Engine
+from infinitetalk.tasks.runtime import Runtime
+from infinitetalk.tasks.schemas import ErrorBody, TaskCreate
+
+DESCRIPTION = """Portrait (or video) + speech -> lip-synced talking video, as asynchronous tasks.
+
+Submit with `POST /v1/tasks`, then poll `GET /v1/tasks/{id}`, stream `GET /v1/tasks/{id}/events`,
+or give a `callback_url`. Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+Every error is `{"error": {"code", "message", "field"?}}`."""
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Add the models that routes read by hand (JSON or multipart bodies) to the schema's components."""
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (TaskCreate, ErrorBody):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in model_schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components[model.__name__] = model_schema
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await run_in_threadpool(Runtime, settings, engine=engine)
+        runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    app = FastAPI(title="infinitetalk", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(tasks.router)
+    app.include_router(files.router)
+    app.include_router(health.router)
+    _install_openapi(app)
+    return app

@@ -1,0 +1,70 @@
+"""One mapping from errors to HTTP for the whole app, and one envelope: {"error": {code, message, field?}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.tasks.errors import TooManyRequests
+
+log = logging.getLogger("infinitetalk.api")
+
+#: The error responses every route may give, for the OpenAPI schema.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    400: {"description": "Invalid request: `error.field` names the input, `error.message` says why."},
+    401: {"description": "Missing or invalid API key."},
+    402: {"description": "The key's balance does not cover the price."},
+    403: {"description": "The key may not use this model or route."},
+    404: {"description": "No such task (or another key's)."},
+    409: {"description": "Idempotency-Key reused with another body, or the task already ended."},
+    413: {"description": "An input is over its size or length cap."},
+    429: {"description": "Rate or concurrency limit; see Retry-After."},
+}
+
+
+def _body(code: str, message: str, field: str | None = None) -> dict:
+    error = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error}
+
+
+async def _ours(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InfiniteTalkError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    if exc.http_status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
+
+
+async def _validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    field = ".".join(loc) or None
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return JSONResponse(_body("invalid_request", f"{field}: {message}" if field else message, field), status_code=400)
+
+
+async def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "input_too_large"}
+    return JSONResponse(_body(codes.get(exc.status_code, f"http_{exc.status_code}"), str(exc.detail)),
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(_body("internal_error", "something went wrong on our side; it was logged"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(InfiniteTalkError, _ours)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

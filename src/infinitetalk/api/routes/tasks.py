@@ -1,0 +1,106 @@
+"""Native task routes under /v1."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
+from infinitetalk.api.errors import ERROR_RESPONSES
+from infinitetalk.api.submission import read_submission
+from infinitetalk.api.waiting import prefer_wait, task_events, wait_for_end
+from infinitetalk.tasks.models import TaskStatus
+from infinitetalk.tasks.schemas import Estimate, EstimateRequest, TaskList, TaskPublic
+from infinitetalk.tasks.views import task_public
+
+router = APIRouter(prefix="/v1", tags=["tasks"], responses=ERROR_RESPONSES)
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "image": {"type": "string", "format": "binary"},
+        "video": {"type": "string", "format": "binary"},
+        "audio": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "mask": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "request": {"type": "string", "description": "JSON object with the other TaskCreate fields."},
+    },
+    "required": ["audio"],
+}
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/TaskCreate"}},
+            "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+        },
+    },
+    "parameters": [
+        {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "Same key + same body: the same task. Same key + another body: 409."},
+        {"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"}, "example": "wait=60",
+         "description": "`wait=N` (N <= 300): answer when the task ends, or with the running task after N s."},
+    ],
+}
+
+
+@router.post("/tasks", status_code=202, response_model=TaskPublic, openapi_extra=_CREATE_BODY)
+async def create_task(request: Request, response: Response, runtime: RuntimeDep, key: KeyDep,
+                      base_url: BaseUrlDep) -> TaskPublic:
+    """Submit a portrait (or video) and speech; JSON with URLs / data URIs, or multipart with files."""
+    payload, body_hash = await read_submission(request, runtime, key)
+    task, _ = await run_in_threadpool(
+        runtime.service.submit, key=key, payload=payload, base_url=base_url,
+        idempotency_key=request.headers.get("idempotency-key"), body_hash=body_hash,
+    )
+    wait = prefer_wait(request.headers.get("prefer"), runtime.settings.max_wait_s)
+    if wait:
+        task = await wait_for_end(runtime, key, task.id, wait)
+        response.headers["Preference-Applied"] = f"wait={wait}"
+    response.status_code = 200 if task.state.terminal else 202
+    response.headers["Location"] = f"{base_url}/v1/tasks/{task.id}"
+    return task_public(task, storage=runtime.storage, settings=runtime.settings)
+
+
+@router.get("/tasks", response_model=TaskList)
+def list_tasks(runtime: RuntimeDep, key: KeyDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+               cursor: str | None = None, status: TaskStatus | None = None) -> TaskList:
+    """The caller's own tasks, newest first, a page at a time."""
+    tasks, next_cursor = runtime.service.list(key=key, limit=limit, cursor=cursor, status=status)
+    data = [task_public(task, storage=runtime.storage, settings=runtime.settings) for task in tasks]
+    return TaskList(data=data, next_cursor=next_cursor)
+
+
+@router.get("/tasks/{task_id}", response_model=TaskPublic)
+async def get_task(task_id: str, response: Response, runtime: RuntimeDep, key: KeyDep,
+                   prefer: Annotated[str | None, Header()] = None) -> TaskPublic:
+    """Status, progress, cost, timings, outputs (signed URLs) and error of one task."""
+    wait = prefer_wait(prefer, runtime.settings.max_wait_s)
+    task = await wait_for_end(runtime, key, task_id, wait or 0)
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+    return task_public(task, storage=runtime.storage, settings=runtime.settings)
+
+
+@router.get("/tasks/{task_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "progress events, then done"}})
+async def task_event_stream(task_id: str, runtime: RuntimeDep, key: KeyDep) -> StreamingResponse:
+    """Server-sent events: `progress` while the task changes, then `done`."""
+    await run_in_threadpool(runtime.service.get, key=key, task_id=task_id)  # 404 before the stream starts
+    return StreamingResponse(task_events(runtime, key, task_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/tasks/{task_id}/cancel", status_code=202, response_model=TaskPublic)
+def cancel_task(task_id: str, runtime: RuntimeDep, key: KeyDep) -> TaskPublic:
+    """Cancel: a queued task never runs (refunded); a running one stops at its next frame."""
+    task = runtime.service.cancel(key=key, task_id=task_id)
+    return task_public(task, storage=runtime.storage, settings=runtime.settings)
+
+
+@router.post("/estimate", response_model=Estimate)
+def estimate(body: EstimateRequest, runtime: RuntimeDep, key: KeyDep) -> Estimate:
+    """Probe the audio and price it, without creating a task."""
+    return runtime.service.estimate(key=key, payload=body.model_dump(mode="json"))

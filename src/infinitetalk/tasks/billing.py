@@ -1,0 +1,82 @@
+"""Per-second pricing and the ledger.
+
+billed seconds = ceil(audio seconds), at least ``min_billed_seconds``; price = billed x rate[resolution].
+The price is reserved at submit with one conditional UPDATE (``balance >= price``), so concurrent submits
+can never take a balance below zero, and every movement of money is a ledger row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from infinitetalk.config import Settings
+from infinitetalk.errors import InvalidRequest
+from infinitetalk.schema import AudioLayout
+from infinitetalk.tasks.errors import InsufficientBalance, NotFound
+from infinitetalk.tasks.models import MICROS, ApiKey, LedgerEntry
+
+
+@dataclass(frozen=True)
+class Quote:
+    audio_seconds: float
+    billed_seconds: int
+    rate_micros: int
+    price_micros: int
+
+    @property
+    def price(self) -> float:
+        return self.price_micros / MICROS
+
+
+def total_audio_seconds(durations: list[float], layout: AudioLayout) -> float:
+    """Length of the output timeline: tracks together (para) or one after another (add)."""
+    return sum(durations) if layout is AudioLayout.ADD else max(durations)
+
+
+def quote(*, audio_seconds: float, resolution: str, settings: Settings) -> Quote:
+    if resolution not in settings.rates:
+        raise InvalidRequest(f"resolution: no price is configured for {resolution}", field="resolution")
+    # round first so 6.0000001 s of float noise is not billed as 7 s
+    billed = max(settings.min_billed_seconds, math.ceil(round(audio_seconds, 3)))
+    rate = round(settings.rates[resolution] * MICROS)
+    return Quote(audio_seconds=audio_seconds, billed_seconds=billed, rate_micros=rate, price_micros=billed * rate)
+
+
+def _move(session: Session, *, key_id: str, amount: int, kind: str, task_id: str | None, floor: bool) -> int:
+    statement = update(ApiKey).where(ApiKey.id == key_id).values(balance_micros=ApiKey.balance_micros + amount)
+    if floor:
+        statement = statement.where(ApiKey.balance_micros + amount >= 0)
+    balance = session.execute(statement.returning(ApiKey.balance_micros)).scalar_one_or_none()
+    if balance is None:
+        return -1
+    session.add(
+        LedgerEntry(api_key_id=key_id, task_id=task_id, kind=kind, amount_micros=amount, balance_after_micros=balance)
+    )
+    return balance
+
+
+def reserve(session: Session, *, key_id: str, amount_micros: int, task_id: str) -> int:
+    """Take ``amount_micros`` from the key's balance (in the caller's transaction) or raise 402."""
+    balance = _move(session, key_id=key_id, amount=-amount_micros, kind="reserve", task_id=task_id, floor=True)
+    if balance < 0:
+        have = session.execute(select(ApiKey.balance_micros).where(ApiKey.id == key_id)).scalar_one()
+        raise InsufficientBalance(
+            f"this task costs ${amount_micros / MICROS:.2f} and the key's balance is ${have / MICROS:.2f}; "
+            "top the key up or send shorter audio / a lower resolution"
+        )
+    return balance
+
+
+def refund(session: Session, *, key_id: str, amount_micros: int, task_id: str) -> int:
+    return _move(session, key_id=key_id, amount=amount_micros, kind="refund", task_id=task_id, floor=False)
+
+
+def top_up(session: Session, *, key_id: str, amount_micros: int) -> int:
+    balance = _move(session, key_id=key_id, amount=amount_micros, kind="top_up", task_id=None, floor=True)
+    if balance < 0:
+        raise NotFound(f"no API key {key_id} (or the balance would go below zero)")
+    return balance

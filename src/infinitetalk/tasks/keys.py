@@ -1,0 +1,90 @@
+"""API keys: made here, stored as sha256 hashes (keys are 256 random bits, so a fast hash is enough)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from infinitetalk.tasks import billing
+from infinitetalk.tasks.errors import NotFound, Unauthorized
+from infinitetalk.tasks.models import MICROS, ApiKey, utcnow
+
+KEY_PREFIX = "itk_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    record: ApiKey
+    #: The key itself; only this once.
+    key: str
+
+
+def create_key(
+    session: Session,
+    *,
+    name: str,
+    balance: float = 0.0,
+    creates_per_minute: int | None = None,
+    max_concurrent: int | None = None,
+    allowed_models: list[str] | None = None,
+) -> CreatedKey:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = ApiKey(
+        id="key_" + secrets.token_hex(8),
+        name=name,
+        key_hash=hash_key(key),
+        prefix=key[:10],
+        balance_micros=0,
+        creates_per_minute=creates_per_minute,
+        max_concurrent=max_concurrent,
+        allowed_models=allowed_models or None,
+        webhook_secret=new_webhook_secret(),
+    )
+    session.add(record)
+    session.flush()
+    if balance:
+        billing.top_up(session, key_id=record.id, amount_micros=round(balance * MICROS))
+        session.refresh(record)
+    return CreatedKey(record=record, key=key)
+
+
+def get_key(session: Session, *, key_id: str) -> ApiKey:
+    record = session.get(ApiKey, key_id)
+    if record is None:
+        raise NotFound(f"no API key {key_id}; `infinitetalk keys list` shows them")
+    return record
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+
+def revoke_key(session: Session, *, key_id: str) -> ApiKey:
+    record = get_key(session, key_id=key_id)
+    record.revoked_at = record.revoked_at or utcnow()
+    return record
+
+
+def authenticate(session: Session, *, key: str) -> ApiKey:
+    record = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
+    if record is None or record.revoked_at is not None:
+        raise Unauthorized("the API key is not valid (unknown or revoked)")
+    return record
+
+
+def any_active(session: Session) -> bool:
+    """Whether any key can be used; with none the server runs open (loopback only)."""
+    return session.scalars(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)).first() is not None

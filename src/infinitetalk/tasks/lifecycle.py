@@ -1,0 +1,148 @@
+"""The one place that changes a task's status.
+
+    queued -> running -> succeeded | failed | canceled
+    queued -> canceled                (refunded: it never ran)
+    running -> queued                 (the process stopped under it; it runs again)
+
+Every change is one conditional UPDATE (``WHERE status IN (...)``), so two actors racing (a cancel and
+a worker starting) cannot both win, and the money and the webhook ride in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select, update
+
+from infinitetalk.config import Settings
+from infinitetalk.errors import InfiniteTalkError, NoFaceDetected
+from infinitetalk.schema import GenerationRequest
+from infinitetalk.storage import LocalStorage
+from infinitetalk.tasks import billing, outbox
+from infinitetalk.tasks.db import SessionFactory
+from infinitetalk.tasks.metrics import Metrics
+from infinitetalk.tasks.models import Task, TaskStatus, utcnow
+from infinitetalk.tasks.views import task_public
+from infinitetalk.workers.render import RenderResult
+from infinitetalk.workers.runner import Job
+
+log = logging.getLogger("infinitetalk.tasks")
+
+QUEUED, RUNNING = TaskStatus.QUEUED.value, TaskStatus.RUNNING.value
+
+
+def failure_code(error: InfiniteTalkError) -> str:
+    """The provider-style failure code of a task that ended with ``error``."""
+    if isinstance(error, NoFaceDetected):
+        return "NoFaceDetected"
+    if error.code == "timeout":
+        return "Timeout"
+    if "sensitive" in error.code:
+        return "SensitiveContent"
+    if error.code.startswith("prompt"):
+        return "PromptInvalid"
+    if error.caller_fault:
+        return "BadRequest"
+    return "InternalError"
+
+
+class TaskLifecycle:
+    """Implements the runner's JobEvents, plus the caller's cancel and start-up recovery."""
+
+    def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, settings: Settings,
+                 metrics: Metrics, wake_sender: Callable[[], None]) -> None:
+        self.sessions, self.storage, self.settings = sessions, storage, settings
+        self.metrics, self._wake_sender = metrics, wake_sender
+
+    # --- start, progress ---
+    def start(self, task_id: str) -> Job | None:
+        now = utcnow()
+        with self.sessions.begin() as session:
+            changed = session.execute(
+                update(Task).where(Task.id == task_id, Task.status == QUEUED, Task.cancel_requested.is_(False))
+                .values(status=RUNNING, started_at=now, heartbeat_at=now, attempts=Task.attempts + 1,
+                        progress=0.0, stage="starting")
+            ).rowcount
+            if not changed:
+                return None
+            task = session.get(Task, task_id)
+            request = GenerationRequest.model_validate(task.local_request)
+            queue_delay = (now - task.created_at).total_seconds()
+            attempt = task.attempts
+        self.metrics.started(queue_delay)
+        log.info("task %s running (attempt %d, queued %.3f s)", task_id, attempt, queue_delay)
+        return Job(task_id=task_id, request=request, output_path=self.storage.output_path(task_id))
+
+    def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Task).where(Task.id == task_id, Task.status == RUNNING)
+                .values(progress=float(fraction), stage=stage[:40], heartbeat_at=utcnow())
+            )
+            return bool(session.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
+
+    # --- endings ---
+    def succeeded(self, task_id: str, result: RenderResult) -> None:
+        meta = {"duration_s": round(result.duration_s, 3), "width": result.width, "height": result.height,
+                "fps": result.fps}
+        self._finish(task_id, TaskStatus.SUCCEEDED, from_=(RUNNING,), refund=False,
+                     values={"seed": result.seed, "outputs": {result.path.name: meta}, "progress": 1.0,
+                             "stage": "done"})
+
+    def failed(self, task_id: str, error: InfiniteTalkError) -> None:
+        self._finish(task_id, TaskStatus.FAILED, from_=(RUNNING, QUEUED), refund=not error.caller_fault,
+                     values={"error_code": failure_code(error), "error_detail": error.code[:80],
+                             "error_message": error.message})
+
+    def canceled(self, task_id: str) -> None:
+        # it ran, so the work was done on the caller's word: kept, like the providers do
+        self._finish(task_id, TaskStatus.CANCELED, from_=(RUNNING,), refund=False, values={})
+
+    def cancel_queued(self, task_id: str) -> bool:
+        """Cancel a task that has not started; it never runs and its price comes back."""
+        return self._finish(task_id, TaskStatus.CANCELED, from_=(QUEUED,), refund=True, values={})
+
+    def requeue(self, task_id: str) -> None:
+        """The process is stopping under a running task: put it back so the next start runs it."""
+        with self.sessions.begin() as session:
+            session.execute(update(Task).where(Task.id == task_id, Task.status == RUNNING)
+                            .values(status=QUEUED, progress=0.0, stage=None))
+        log.info("task %s queued again (server stopping)", task_id)
+
+    def recover(self) -> list[str]:
+        """At start-up: tasks left running by a dead process go back to the queue; return all queued ids."""
+        with self.sessions.begin() as session:
+            orphans = list(session.scalars(select(Task.id).where(Task.status == RUNNING)))
+            session.execute(update(Task).where(Task.status == RUNNING)
+                            .values(status=QUEUED, progress=0.0, stage=None))
+            queued = list(session.scalars(select(Task.id).where(Task.status == QUEUED).order_by(Task.created_at)))
+        for task_id in orphans:
+            log.info("task %s queued again (it was running when the server stopped)", task_id)
+        return queued
+
+    def _finish(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: bool,
+                values: dict) -> bool:
+        with self.sessions.begin() as session:
+            changed = session.execute(
+                update(Task).where(Task.id == task_id, Task.status.in_(from_))
+                .values(status=status.value, finished_at=utcnow(), **values)
+            ).rowcount
+            if not changed:
+                return False
+            task = session.get(Task, task_id)
+            session.refresh(task)
+            if refund and task.charged and task.api_key_id and not task.refunded:
+                billing.refund(session, key_id=task.api_key_id, amount_micros=task.price_micros, task_id=task_id)
+                task.refunded = True
+            if task.callback_url:
+                data = task_public(task, storage=self.storage, settings=self.settings).model_dump(mode="json")
+                outbox.enqueue(session, task=task, event_type=f"task.{status.value}", data=data)
+            elapsed = (task.finished_at - task.started_at).total_seconds() if task.started_at else None
+            code = task.error_code
+        self.storage.delete_inputs(task_id)
+        self.metrics.finished(status.value, code, elapsed)
+        log.info("task %s %s%s%s", task_id, status.value, f" ({code}: {values.get('error_message')})" if code else "",
+                 " refunded" if refund else "")
+        self._wake_sender()
+        return True

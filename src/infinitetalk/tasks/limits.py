@@ -1,0 +1,58 @@
+"""Per-key limits, counted from the tasks table (so they hold across restarts and API processes).
+
+- creates per minute, over a sliding 60 s window;
+- unfinished (queued + running) tasks at once.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from infinitetalk.tasks.errors import Forbidden, TooManyRequests
+from infinitetalk.tasks.models import UNFINISHED, ApiKey, Task, utcnow
+
+WINDOW = timedelta(seconds=60)
+#: A concurrency slot frees when a task ends; this is how soon we suggest trying again.
+CONCURRENCY_RETRY_S = 5
+
+
+def check_model(key: ApiKey | None, model: str) -> None:
+    if key is None or not key.allowed_models or "*" in key.allowed_models or model in key.allowed_models:
+        return
+    raise Forbidden(f"this API key may not use model '{model}' (allowed: {', '.join(key.allowed_models)})")
+
+
+def check_limits(session: Session, key: ApiKey | None) -> None:
+    if key is None:
+        return
+    now = utcnow()
+    if key.creates_per_minute is not None:
+        recent = list(
+            session.scalars(
+                select(Task.created_at)
+                .where(Task.api_key_id == key.id, Task.created_at > now - WINDOW)
+                .order_by(Task.created_at)
+            )
+        )
+        if len(recent) >= key.creates_per_minute:
+            # the window frees a slot when its oldest create is a minute old
+            oldest = recent[len(recent) - key.creates_per_minute]
+            wait = (oldest + WINDOW - now).total_seconds()
+            raise TooManyRequests(
+                f"this key may create {key.creates_per_minute} tasks a minute; try again in {math.ceil(wait)} s",
+                retry_after=math.ceil(wait),
+            )
+    if key.max_concurrent is not None:
+        running = session.scalar(
+            select(func.count()).select_from(Task).where(Task.api_key_id == key.id, Task.status.in_(UNFINISHED))
+        )
+        if running >= key.max_concurrent:
+            raise TooManyRequests(
+                f"this key may have {key.max_concurrent} unfinished tasks at once; wait for one to end",
+                retry_after=CONCURRENCY_RETRY_S,
+                code="concurrency_limited",
+            )

@@ -1,0 +1,57 @@
+"""Everything a server process runs, wired together: store, storage, lifecycle, workers, webhooks, sweep."""
+
+from __future__ import annotations
+
+import logging
+
+from infinitetalk.config import Settings
+from infinitetalk.engines.base import Engine
+from infinitetalk.storage import LocalStorage
+from infinitetalk.storage.retention import Sweeper
+from infinitetalk.tasks.db import at_head, open_database
+from infinitetalk.tasks.lifecycle import TaskLifecycle
+from infinitetalk.tasks.metrics import Metrics
+from infinitetalk.tasks.outbox import Outbox
+from infinitetalk.tasks.service import TaskService
+from infinitetalk.workers.dispatcher import InProcessDispatcher
+from infinitetalk.workers.engines import engine_for
+from infinitetalk.workers.runner import TaskRunner
+from infinitetalk.workers.webhooks import WebhookSender
+
+log = logging.getLogger("infinitetalk.tasks")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.db, self.sessions = open_database(settings)
+        self.storage = LocalStorage(settings)
+        self.metrics = Metrics(self.sessions)
+        self.outbox = Outbox(self.sessions, settings)
+        self.sender = WebhookSender(self.outbox, settings)
+        self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
+                                       metrics=self.metrics, wake_sender=self.sender.wake)
+        self.engine = engine or engine_for(settings)
+        self.runner = TaskRunner(engine=self.engine, settings=settings, events=self.lifecycle)
+        self.dispatcher = InProcessDispatcher(self.runner.run, workers=settings.workers, token=self.runner.new_token)
+        self.service = TaskService(sessions=self.sessions, storage=self.storage, settings=settings,
+                                   lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics)
+        self.sweeper = Sweeper(self.storage, settings)
+
+    def start(self) -> None:
+        self.sender.start()
+        self.sweeper.start()
+        queued = self.lifecycle.recover()
+        for task_id in queued:
+            self.dispatcher.submit(task_id)
+        log.info("task service ready: engine %s, %d worker(s), %d task(s) queued from before",
+                 self.engine.name, self.settings.workers, len(queued))
+
+    def ready(self) -> bool:
+        return at_head(self.db)
+
+    def stop(self) -> None:
+        self.dispatcher.shutdown()
+        self.sender.stop()
+        self.sweeper.stop()
+        self.db.dispose()

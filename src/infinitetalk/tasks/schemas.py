@@ -1,0 +1,144 @@
+"""What the task service shows the world: one schema family per entity (create -> public)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution
+from infinitetalk.tasks.models import TaskStatus
+
+EXAMPLE_IMAGE = "https://example.com/portrait.jpg"
+EXAMPLE_AUDIO = "https://example.com/speech.mp3"
+
+
+class TaskCreate(GenerationRequest):
+    """A GenerationRequest plus where to say when it is done."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"image": EXAMPLE_IMAGE, "audio": EXAMPLE_AUDIO, "resolution": "480p", "seed": 42},
+                {
+                    "image": EXAMPLE_IMAGE,
+                    "audio": [EXAMPLE_AUDIO, "https://example.com/reply.mp3"],
+                    "audio_layout": "add",
+                    "callback_url": "https://example.com/hooks/infinitetalk",
+                },
+            ]
+        },
+    )
+    callback_url: str | None = Field(None, description="Gets a signed POST (Standard Webhooks) when the task ends.")
+
+
+class EstimateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"audio": EXAMPLE_AUDIO, "resolution": "720p"}]}
+    )
+    audio: list[str] = Field(..., min_length=1, max_length=2)
+    audio_layout: AudioLayout = AudioLayout.PARA
+    resolution: Resolution = Resolution.P480
+
+    @field_validator("audio", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class Estimate(BaseModel):
+    audio_seconds: float = Field(description="Probed length of the output timeline.")
+    billed_seconds: int = Field(description="ceil(audio_seconds), at least the minimum.")
+    rate: float = Field(description="USD per billed second at this resolution.")
+    price: float
+    currency: Literal["USD"] = "USD"
+    resolution: Resolution
+
+
+class TaskProgress(BaseModel):
+    fraction: float
+    stage: str | None = None
+    eta_s: float | None = Field(None, description="Seconds left, estimated from progress so far.")
+
+
+class TaskCost(BaseModel):
+    audio_seconds: float
+    billed_seconds: int
+    price: float
+    currency: Literal["USD"] = "USD"
+    charged: bool = Field(description="Reserved from the key's balance at submit.")
+    refunded: bool
+
+
+class TaskTimings(BaseModel):
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    queue_delay_ms: int | None = None
+    execution_ms: int | None = None
+
+
+class TaskOutput(BaseModel):
+    name: str
+    url: str = Field(description="Signed; answers 410 once expires_at has passed.")
+    expires_at: datetime
+    content_type: str = "video/mp4"
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: int | None = None
+
+
+class TaskError(BaseModel):
+    code: str = Field(description="SensitiveContent, PromptInvalid, RateLimited, Timeout, BadRequest, NoFaceDetected, "
+                                  "InternalError")
+    message: str
+    detail: str | None = Field(None, description="Finer machine code (e.g. audio_unreadable).")
+
+
+class TaskUrls(BaseModel):
+    get: str
+    cancel: str
+    events: str
+
+
+class TaskPublic(BaseModel):
+    id: str
+    object: Literal["task"] = "task"
+    model: str
+    status: TaskStatus
+    progress: TaskProgress
+    seed: int | None = None
+    cost: TaskCost
+    timings: TaskTimings
+    outputs: list[TaskOutput] = Field(default_factory=list)
+    outputs_expired: bool = False
+    error: TaskError | None = None
+    callback_url: str | None = None
+    urls: TaskUrls
+
+
+class TaskList(BaseModel):
+    data: list[TaskPublic]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next (older) page.")
+
+
+class UploadPublic(BaseModel):
+    id: str
+    url: str = Field(description="Use as an image/video/audio/mask reference in POST /v1/tasks.")
+    filename: str
+    bytes: int
+    expires_at: datetime
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,184 @@
+"""The task service: submit, get, list, cancel, estimate. Every router (native, provider-compatible, CLI)
+calls these; none of them touch the store, billing or the dispatcher themselves."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from infinitetalk.config import Settings
+from infinitetalk.errors import InvalidRequest
+from infinitetalk.media.fetch import check_url
+from infinitetalk.schema import GenerationRequest
+from infinitetalk.storage import LocalStorage
+from infinitetalk.tasks import billing, limits, staging
+from infinitetalk.tasks.db import SessionFactory
+from infinitetalk.tasks.errors import Conflict, NotFound
+from infinitetalk.tasks.lifecycle import TaskLifecycle
+from infinitetalk.tasks.metrics import Metrics
+from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
+from infinitetalk.tasks.schemas import Estimate, EstimateRequest
+from infinitetalk.workers.dispatcher import Dispatcher
+
+log = logging.getLogger("infinitetalk.tasks")
+
+
+def request_hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def model_for(request: GenerationRequest) -> str:
+    return f"infinitetalk/{request.mode.value}"
+
+
+class TaskService:
+    def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, settings: Settings,
+                 lifecycle: TaskLifecycle, dispatcher: Dispatcher, metrics: Metrics) -> None:
+        self.sessions, self.storage, self.settings = sessions, storage, settings
+        self.lifecycle, self.dispatcher, self.metrics = lifecycle, dispatcher, metrics
+
+    # --- submit ---
+    def submit(self, *, key: ApiKey | None, payload: dict, base_url: str, idempotency_key: str | None = None,
+               body_hash: str | None = None) -> tuple[Task, bool]:
+        """Validate, fetch + probe, price, reserve and queue. Returns (task, created); created is False
+        when ``idempotency_key`` names an earlier task with the same body."""
+        key_id = key.id if key else None
+        body_hash = body_hash or request_hash(payload)
+        if idempotency_key:
+            existing = self._by_idempotency(key_id, idempotency_key, body_hash)
+            if existing:
+                return existing, False
+        payload = dict(payload)
+        callback_url = payload.pop("callback_url", None)
+        request = GenerationRequest.parse(payload)
+        model = model_for(request)
+        limits.check_model(key, model)
+        if callback_url is not None:
+            if not isinstance(callback_url, str):
+                raise InvalidRequest("callback_url: must be a URL string", field="callback_url")
+            check_url(callback_url, self.settings, field="callback_url")
+        with self.sessions() as session:
+            limits.check_limits(session, key)
+
+        task_id = "task_" + secrets.token_hex(10)
+        dest = self.storage.input_dir(task_id)
+        try:
+            local, durations = staging.stage(request, dest, key_id=key_id, storage=self.storage, settings=self.settings)
+            seconds = billing.total_audio_seconds(durations, request.audio_layout)
+            quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=self.settings)
+            task = Task(
+                id=task_id, api_key_id=key_id, model=model, status=TaskStatus.QUEUED.value,
+                request=staging.shorten_data_uris({**payload, "callback_url": callback_url}),
+                local_request=local.model_dump(mode="json"), idempotency_key=idempotency_key,
+                request_hash=body_hash, callback_url=callback_url, base_url=base_url.rstrip("/"),
+                audio_seconds=quote.audio_seconds, billed_seconds=quote.billed_seconds,
+                price_micros=quote.price_micros, charged=key is not None, refunded=False, progress=0.0,
+                attempts=0, cancel_requested=False,
+            )
+            with self.sessions.begin() as session:
+                if key is not None:
+                    billing.reserve(session, key_id=key.id, amount_micros=quote.price_micros, task_id=task_id)
+                session.add(task)
+        except IntegrityError:
+            # two submits with one idempotency key raced; the other one won
+            shutil.rmtree(dest, ignore_errors=True)
+            existing = self._by_idempotency(key_id, idempotency_key, body_hash) if idempotency_key else None
+            if existing is None:
+                raise
+            return existing, False
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        self.metrics.accepted()
+        log.info("task %s queued (key %s, %s, %d s billed, $%.4f)", task_id, key_id or "-", model,
+                 quote.billed_seconds, quote.price)
+        self.dispatcher.submit(task_id)
+        return task, True
+
+    def _by_idempotency(self, key_id: str | None, idempotency_key: str, body_hash: str) -> Task | None:
+        with self.sessions() as session:
+            task = session.scalars(
+                select(Task).where(Task.idempotency_key == idempotency_key,
+                                   Task.api_key_id.is_(None) if key_id is None else Task.api_key_id == key_id)
+            ).first()
+        if task is not None and task.request_hash != body_hash:
+            raise Conflict("this Idempotency-Key was used with a different request body; use a new key",
+                           code="idempotency_conflict")
+        return task
+
+    # --- read ---
+    def get(self, *, key: ApiKey | None, task_id: str) -> Task:
+        with self.sessions() as session:
+            task = session.get(Task, task_id)
+        if task is None or task.api_key_id != (key.id if key else None):
+            raise NotFound(f"no task {task_id}")  # another key's task is as invisible as a missing one
+        return task
+
+    def list(self, *, key: ApiKey | None, limit: int = 20, cursor: str | None = None,
+             status: TaskStatus | None = None) -> tuple[list[Task], str | None]:
+        key_id = key.id if key else None
+        query = select(Task).where(Task.api_key_id.is_(None) if key_id is None else Task.api_key_id == key_id)
+        if status is not None:
+            query = query.where(Task.status == status.value)
+        if cursor:
+            created, last_id = _decode_cursor(cursor)
+            query = query.where(or_(Task.created_at < created, and_(Task.created_at == created, Task.id < last_id)))
+        with self.sessions() as session:
+            tasks = list(session.scalars(query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)))
+        more = len(tasks) > limit
+        tasks = tasks[:limit]
+        return tasks, (_encode_cursor(tasks[-1]) if more else None)
+
+    # --- cancel ---
+    def cancel(self, *, key: ApiKey | None, task_id: str) -> Task:
+        task = self.get(key=key, task_id=task_id)
+        if task.state.terminal:
+            raise Conflict(f"task {task_id} already {task.status}; only queued or running tasks can be canceled",
+                           code="task_finished")
+        if not self.lifecycle.cancel_queued(task_id):
+            # it is running (or just started): flag it (for workers anywhere) and trip the local token
+            with self.sessions.begin() as session:
+                row = session.get(Task, task_id)
+                if row is not None and row.status == TaskStatus.RUNNING.value:
+                    row.cancel_requested = True
+            self.dispatcher.cancel(task_id)
+            log.info("task %s cancel requested", task_id)
+        return self.get(key=key, task_id=task_id)
+
+    # --- estimate ---
+    def estimate(self, *, key: ApiKey | None, payload: dict) -> Estimate:
+        try:
+            request = EstimateRequest.model_validate(payload)
+        except Exception as exc:  # pydantic's error -> one InvalidRequest naming the field
+            errors = getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc)}])()
+            field = ".".join(str(p) for p in errors[0]["loc"]) or None
+            raise InvalidRequest(f"{field}: {errors[0]['msg']}", field=field) from None
+        with tempfile.TemporaryDirectory(prefix="infinitetalk-estimate-") as tmp:
+            _, durations = staging.stage_audio(request.audio, Path(tmp), key_id=key.id if key else None,
+                                               storage=self.storage, settings=self.settings)
+        seconds = billing.total_audio_seconds(durations, request.audio_layout)
+        quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=self.settings)
+        return Estimate(audio_seconds=round(seconds, 3), billed_seconds=quote.billed_seconds,
+                        rate=quote.rate_micros / 1_000_000, price=quote.price, resolution=request.resolution)
+
+
+def _encode_cursor(task: Task) -> str:
+    return base64.urlsafe_b64encode(f"{task.created_at.isoformat()}|{task.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), task_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("cursor: not a cursor this API gave out", field="cursor") from None

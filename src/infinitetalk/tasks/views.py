@@ -1,0 +1,71 @@
+"""Task rows -> TaskPublic (what GET, lists, SSE and webhooks all show)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from infinitetalk.config import Settings
+from infinitetalk.storage import LocalStorage
+from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
+from infinitetalk.tasks.schemas import TaskCost, TaskError, TaskOutput, TaskProgress, TaskPublic, TaskTimings, TaskUrls
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None else None
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    return round((end - start).total_seconds() * 1000) if start and end else None
+
+
+def _eta(task: Task) -> float | None:
+    if task.state is not TaskStatus.RUNNING or not task.started_at or task.progress < 0.02:
+        return None
+    elapsed = (utcnow() - task.started_at).total_seconds()
+    return round(elapsed * (1 - task.progress) / task.progress, 1)
+
+
+def base_url(task: Task, settings: Settings) -> str:
+    return (settings.public_url or task.base_url).rstrip("/")
+
+
+def task_public(task: Task, *, storage: LocalStorage, settings: Settings) -> TaskPublic:
+    base = base_url(task, settings)
+    outputs, expired = [], False
+    if task.state is TaskStatus.SUCCEEDED and task.finished_at and task.outputs:
+        expires_at = task.finished_at + timedelta(seconds=settings.output_ttl_s)
+        expired = expires_at <= utcnow()
+        expires = int(_aware(expires_at).timestamp())
+        if not expired:
+            outputs = [
+                TaskOutput(name=name, url=storage.signed_url(base, task.id, name, expires),
+                           expires_at=_aware(expires_at), **meta)
+                for name, meta in task.outputs.items()
+            ]
+    error = None
+    if task.error_code:
+        error = TaskError(code=task.error_code, message=task.error_message or "", detail=task.error_detail)
+    return TaskPublic(
+        id=task.id,
+        model=task.model,
+        status=task.state,
+        progress=TaskProgress(fraction=round(task.progress, 4), stage=task.stage, eta_s=_eta(task)),
+        seed=task.seed,
+        cost=TaskCost(
+            audio_seconds=round(task.audio_seconds, 3), billed_seconds=task.billed_seconds,
+            price=task.price_micros / MICROS, charged=task.charged, refunded=task.refunded,
+        ),
+        timings=TaskTimings(
+            created_at=_aware(task.created_at), started_at=_aware(task.started_at),
+            finished_at=_aware(task.finished_at),
+            queue_delay_ms=_ms(task.created_at, task.started_at), execution_ms=_ms(task.started_at, task.finished_at),
+        ),
+        outputs=outputs,
+        outputs_expired=expired,
+        error=error,
+        callback_url=task.callback_url,
+        urls=TaskUrls(
+            get=f"{base}/v1/tasks/{task.id}", cancel=f"{base}/v1/tasks/{task.id}/cancel",
+            events=f"{base}/v1/tasks/{task.id}/events",
+        ),
+    )
