@@ -99,8 +99,9 @@ def from_wan_config(wan: dict[str, Any], base: ModelConfig = FULL) -> ModelConfi
             f"the base model config says model_type={wan.get('model_type')!r}; InfiniteTalk needs the Wan2.1 "
             "image-to-video model (model_type 'i2v', Wan-AI/Wan2.1-I2V-14B-480P)"
         )
-    names = {"dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "freq_dim", "eps"}
-    return replace(base, **{k: wan[k] for k in names if k in wan}, **({"text_dim": wan["text_dim"]} if "text_dim" in wan else {}))
+    # text_dim / image_dim are not in the official file (fixed 4096 / 1280); small test models write them.
+    names = {"dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "freq_dim", "eps", "text_dim", "image_dim"}
+    return replace(base, **{k: wan[k] for k in names if k in wan})
 
 
 def to_wan_config(cfg: ModelConfig) -> dict[str, Any]:
@@ -117,5 +118,6 @@ def to_wan_config(cfg: ModelConfig) -> dict[str, Any]:
         "freq_dim": cfg.freq_dim,
         "text_len": 512,
         "text_dim": cfg.text_dim,
+        "image_dim": cfg.image_dim,
         "eps": cfg.eps,
     }
