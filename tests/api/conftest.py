@@ -1,0 +1,51 @@
+"""Real parts for API tests: the server in a subprocess (uvicorn on loopback), a loopback file server for
+inputs and a loopback webhook receiver. Factories live in api_servers.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api_servers import FileServer, Server, WebhookReceiver, create_key
+
+
+@pytest.fixture(scope="session")
+def file_server(tmp_path_factory: pytest.TempPathFactory, speech_wav: Path, short_speech_wav: Path,
+                grace_hopper_path: Path, noise_png: Path) -> Iterator[FileServer]:
+    root = tmp_path_factory.mktemp("files")
+    for source in (speech_wav, short_speech_wav, grace_hopper_path, noise_png):
+        (root / source.name).write_bytes(source.read_bytes())
+    with FileServer(root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def preview_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The default engine (preview on a machine with no weights), open mode (no keys)."""
+    with Server(tmp_path_factory.mktemp("preview-data"), env={"INFINITETALK_ENGINE": "auto"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The instant engine, slowed to ~40 ms a frame so tasks can be caught running; keys required."""
+    data_dir = tmp_path_factory.mktemp("keyed-data")
+    create_key(data_dir, "bootstrap", balance=0)  # a key exists, so the server is not open
+    env = {
+        "INFINITETALK_ENGINE": "instant",
+        "INFINITETALK_INSTANT_FRAME_DELAY_S": "0.04",
+        "INFINITETALK_WORKERS": "2",
+        "INFINITETALK_WEBHOOK_RETRY_DELAYS_S": "[0.3, 0.6, 1.0]",
+        "INFINITETALK_OUTPUT_TTL_S": "4",
+        "INFINITETALK_SWEEP_INTERVAL_S": "0.5",
+    }
+    with Server(data_dir, env=env) as server:
+        yield server
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
