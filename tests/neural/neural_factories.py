@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from infinitetalk.engines.neural.configs import TINY, ModelConfig, to_wan_config
@@ -70,6 +70,8 @@ def write_t5(layout: WeightsLayout, cfg: ModelConfig, g: torch.Generator, layers
         vocab.setdefault(w, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    # like umt5's tokenizer: every text ends with </s>
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     fast.save_pretrained(str(layout.tokenizer))
 

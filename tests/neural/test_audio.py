@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import torch
+import torch.nn.functional as F
+
+from infinitetalk.engines.neural.audio import AudioEncoder, loudness_normalize
+
+
+def _speech(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.05 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def test_loudness_normalisation() -> None:
+    out = loudness_normalize(_speech(2.0))
+    assert abs(pyloudnorm.Meter(16000).integrated_loudness(out.astype(np.float64)) - (-23.0)) < 0.1
+    silence = np.zeros(16000, np.float32)
+    assert np.array_equal(loudness_normalize(silence), silence)  # -inf LUFS: left alone
+
+
+def test_hook_resamples_to_video_rate(tiny_weights) -> None:
+    enc = AudioEncoder.from_folder(tiny_weights.wav2vec)
+    audio = _speech(1.3)
+    emb = enc(audio)
+    assert emb.shape == (int(1.3 * 25), 2, 16)
+
+    # The same by hand: CNN features -> linear resample (align_corners) -> projection -> transformer
+    model = enc.model
+    values = enc.extractor(loudness_normalize(audio), sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        x = values[:, None]
+        for layer in model.feature_extractor.conv_layers:
+            x = layer(x)
+        x = F.interpolate(x, size=32, mode="linear", align_corners=True).transpose(1, 2)
+        hidden, _ = model.feature_projection(x)
+        encoder = model.encoder
+        hidden = encoder.layer_norm(hidden + encoder.pos_conv_embed(hidden))
+        layers = []
+        for layer in encoder.layers:
+            out = layer(hidden)
+            hidden = out[0] if isinstance(out, tuple) else out
+            layers.append(hidden)
+    expected = torch.stack(layers, dim=2)[0]
+    assert torch.allclose(emb, expected, atol=1e-5)
+    # the hook only acts during our call: the plain model still runs at ~50 Hz
+    with torch.no_grad():
+        assert model(values).last_hidden_state.shape[1] > 60
