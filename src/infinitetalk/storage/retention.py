@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -20,20 +21,34 @@ def _older_than(folder: Path, age_s: float, now: float) -> list[Path]:
     return [entry for entry in folder.iterdir() if entry.stat().st_mtime + age_s < now]
 
 
-def sweep(storage: LocalStorage, settings: Settings, *, now: float | None = None) -> int:
-    """Delete expired outputs and stale uploads; return how many folders went.
+def _expired_outputs(outputs: Path, ttl_s: float, stale_s: float, now: float) -> list[Path]:
+    """Finished files past the TTL, and hidden partial files a dead process left behind.
 
-    An output folder's mtime is when the task finished (render renames the file into it at the end),
-    which is the moment its TTL counts from.
+    A finished file's mtime is when its task ended (the encoder's last write, kept by the rename), which is
+    when its TTL starts; a folder's own mtime is not, since a running task creates it at start.
     """
+    found = []
+    for path in outputs.glob("*/*"):
+        age = stale_s if path.name.startswith(".") else ttl_s
+        if path.is_file() and path.stat().st_mtime + age < now:
+            found.append(path)
+    return found
+
+
+def sweep(storage: LocalStorage, settings: Settings, *, now: float | None = None) -> int:
+    """Delete expired outputs and stale uploads; return how many things went."""
     now = time.time() if now is None else now
-    expired = _older_than(storage.root / "outputs", settings.output_ttl_s, now)
-    expired += _older_than(storage.root / "uploads", settings.upload_ttl_s, now)
-    for folder in expired:
+    files = _expired_outputs(storage.root / "outputs", settings.output_ttl_s, 2 * settings.task_timeout_s, now)
+    for path in files:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: another output in it is still fresh
+            path.parent.rmdir()
+    uploads = _older_than(storage.root / "uploads", settings.upload_ttl_s, now)
+    for folder in uploads:
         shutil.rmtree(folder, ignore_errors=True)
-    if expired:
-        log.info("retention sweep deleted %d expired folder(s)", len(expired))
-    return len(expired)
+    if files or uploads:
+        log.info("retention sweep deleted %d output file(s) and %d upload(s)", len(files), len(uploads))
+    return len(files) + len(uploads)
 
 
 class Sweeper:

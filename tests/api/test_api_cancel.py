@@ -1,0 +1,53 @@
+"""Cancel: a queued task never runs (refunded); a running one stops at its next frame (kept)."""
+
+from __future__ import annotations
+
+import pytest
+from api_servers import FileServer, Server, ledger, make_key, wait_until
+
+
+def _long(file_server: FileServer) -> dict:
+    # ~6 s of speech at 25 fps and 40 ms a frame: several seconds of running to catch
+    return {"image": file_server.url("grace_hopper.jpg"), "audio": file_server.url("hello.wav")}
+
+
+def test_cancel_running_stops_it(keyed_server: Server, file_server: FileServer) -> None:
+    key = make_key(keyed_server.data_dir, "canceler", balance=5.0)
+    client = keyed_server.client(key["key"])
+    task = client.submit(_long(file_server))
+    wait_until(lambda: (t := client.get(task["id"]))["status"] == "running" and t["progress"]["fraction"] > 0.05,
+               timeout=60, what="the task to be running")
+    answer = client.cancel(task["id"])
+    assert answer["status"] in ("running", "canceled")
+    done = client.wait(task["id"], timeout=60)
+    assert done["status"] == "canceled"
+    assert done["progress"]["fraction"] < 1.0 and done["outputs"] == []
+    assert not list((keyed_server.data_dir / "outputs").glob(f"{task['id']}/*.mp4"))
+    # it ran, so the price is kept, as the providers do
+    assert done["cost"] == {**done["cost"], "charged": True, "refunded": False}
+    assert [kind for kind, _, _ in ledger(keyed_server.data_dir, key["id"])[1]] == ["top_up", "reserve"]
+    error = pytest.raises(Exception, client.cancel, task["id"]).value
+    assert getattr(error, "status", None) == 409
+
+
+def test_cancel_queued_never_runs_and_is_refunded(keyed_server: Server, file_server: FileServer) -> None:
+    key = make_key(keyed_server.data_dir, "queue-jumper", balance=5.0)
+    client = keyed_server.client(key["key"])
+    # the server has two workers: fill them, so the third task waits in the queue
+    blockers = [client.submit(_long(file_server)) for _ in range(2)]
+    wait_until(lambda: all(client.get(t["id"])["status"] == "running" for t in blockers), timeout=60,
+               what="both workers busy")
+    queued = client.submit(_long(file_server))
+    answer = client.cancel(queued["id"])
+    assert answer["status"] == "canceled"
+    assert answer["timings"]["started_at"] is None
+    assert answer["cost"]["refunded"] is True
+    for blocker in blockers:
+        client.cancel(blocker["id"])
+    for blocker in blockers:
+        assert client.wait(blocker["id"], timeout=60)["status"] == "canceled"
+    assert client.get(queued["id"])["timings"]["started_at"] is None  # still never ran
+    balance, rows = ledger(keyed_server.data_dir, key["id"])
+    refunds = [row for row in rows if row[0] == "refund"]
+    assert [row[2] for row in refunds] == [queued["id"]]
+    assert balance == pytest.approx(5.0 - 2 * blockers[0]["cost"]["price"])
