@@ -40,3 +40,11 @@ def test_two_pass_formula() -> None:
     assert g.passes == 2
     # 1 + 2*(3-1) = 5
     assert g.combine([torch.tensor([3.0]), torch.tensor([1.0])]).item() == 5.0
+
+
+def test_no_guidance_is_one_pass() -> None:
+    g = Guidance(text_scale=1.0, audio_scale=1.0)
+    assert g.passes == 1
+    assert g.combine([torch.tensor([3.0])]).item() == 3.0
+    # the same as the two-pass formula with scale 1: no_audio + 1*(cond - no_audio) = cond
+    assert abs(Guidance(1.0, 1.0 + 1e-9).combine([torch.tensor([3.0]), torch.tensor([7.0])]).item() - 3.0) < 1e-6

@@ -198,8 +198,10 @@ class InfiniteTalkPipeline:
             windows = torch.stack([audio_windows(a, chunk.start, CHUNK_FRAMES) for a in audio])[None].to(self.device)
             if opts.guidance.passes == 3:
                 texts, audios = [text, negative, negative], [windows, windows, torch.zeros_like(windows)]
-            else:
+            elif opts.guidance.passes == 2:
                 texts, audios = [text, text], [windows, torch.zeros_like(windows)]
+            else:
+                texts, audios = [text], [windows]
 
             # 6. Latents: noise, with the clean context (reference or motion frames) imposed
             shape = (1, 16, latent_t, height // 8, width // 8)

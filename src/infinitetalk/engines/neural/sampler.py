@@ -31,10 +31,15 @@ class Guidance:
 
     @property
     def passes(self) -> int:
-        """3 passes (cond, no text, uncond) with text guidance; 2 (cond, no audio) without."""
-        return 3 if self.text_scale != 1.0 else 2
+        """3 passes (cond, no text, uncond) with text guidance; 2 (cond, no audio) with audio
+        guidance only; 1 when both scales are 1 (the formulas then reduce to cond exactly)."""
+        if self.text_scale != 1.0:
+            return 3
+        return 2 if self.audio_scale != 1.0 else 1
 
     def combine(self, preds: list[torch.Tensor]) -> torch.Tensor:
+        if self.passes == 1:
+            return preds[0]
         if self.passes == 3:
             cond, no_text, uncond = preds
             return uncond + self.text_scale * (cond - no_text) + self.audio_scale * (no_text - uncond)
