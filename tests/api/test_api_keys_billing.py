@@ -49,6 +49,8 @@ def test_insufficient_balance_is_402_and_creates_nothing(keyed_server: Server, f
     balance, rows = ledger(keyed_server.data_dir, key["id"])
     assert balance == pytest.approx(0.10)
     assert [kind for kind, _, _ in rows] == ["top_up"]
+    assert "balance $1.10" in cli("keys", "top-up", key["id"], "1", data_dir=keyed_server.data_dir)
+    assert client.submit(_request(file_server))["cost"]["charged"] is True
 
 
 def test_model_not_allowed_is_403(keyed_server: Server, file_server: FileServer) -> None:

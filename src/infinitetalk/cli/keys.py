@@ -11,6 +11,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import InfiniteTalkError
 
 keys_app = typer.Typer(help="Create, list, revoke and top up API keys.", no_args_is_help=True)
 
@@ -27,6 +28,9 @@ def _session(database: str | None, data_dir: Path | None) -> Iterator[Session]:
     try:
         with sessions.begin() as session:
             yield session
+    except InfiniteTalkError as exc:  # one line with the code, like every other command
+        typer.echo(f"{exc.code}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
     finally:
         db.dispose()
 
