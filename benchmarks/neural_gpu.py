@@ -172,7 +172,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     params = sum(p.numel() for p in model.parameters())
     print(f"device {name}; {params / 1e9:.2f} B params; {dtype}; {size[1]}x{size[0]}; attention {args.attention}; "
-          f"measured matmul {rate / 1e12:.1f} TFLOP/s")
+          f"measured matmul {rate / 1e12:.3g} TFLOP/s")
     modes = [m for m in MODES if m.name in args.modes.split(",")]
     if args.steps:
         modes = [Mode(m.name, args.steps, m.guidance) for m in modes]

@@ -141,3 +141,15 @@ def test_two_pass_mode_from_job_extras(engine) -> None:
     finally:
         handle.remove()
     assert calls == [2]  # one step, cond + no-audio batched
+
+
+def test_offload_gives_the_same_frames(tiny_weights) -> None:
+    # Group offload streams blocks between CPU and the compute device; here both are the CPU,
+    # so this checks the hooks leave the results alone (passes then run one at a time).
+    opts = SamplingOptions(steps=1, batch_passes=False)
+    plain = NeuralEngine.from_pretrained(tiny_weights.root, device="cpu", options=opts)
+    offloaded = NeuralEngine.from_pretrained(tiny_weights.root, device="cpu", offload=True, options=SamplingOptions(steps=1))
+    assert offloaded.options.batch_passes is False
+    a = np.stack(list(plain.generate(_job(frames=20), lambda *_: None, CancelToken())))
+    b = np.stack(list(offloaded.generate(_job(frames=20), lambda *_: None, CancelToken())))
+    assert np.array_equal(a, b)
