@@ -113,7 +113,9 @@ def sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def run_chunk(model, vae: VideoVAE, cfg: ModelConfig, mode: Mode, size: tuple[int, int], device, dtype, image_tokens: int) -> dict:
+def run_chunk(
+    model, vae: VideoVAE, cfg: ModelConfig, mode: Mode, size: tuple[int, int], device, dtype, image_tokens: int
+) -> dict:
     """One 81-frame chunk as the pipeline runs it; returns timings in seconds."""
     height, width = size
     lh, lw = height // 8, width // 8
@@ -145,8 +147,12 @@ def run_chunk(model, vae: VideoVAE, cfg: ModelConfig, mode: Mode, size: tuple[in
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="tiny config on the CPU (float32, 64x64): a smoke run")
-    ap.add_argument("--attention", default="native", help="diffusers attention backend: native, flash, _flash_3, sage, ...")
-    ap.add_argument("--compile", choices=["off", "on", "both"], default="both", help="torch.compile of the repeated blocks")
+    ap.add_argument(
+        "--attention", default="native", help="diffusers attention backend: native, flash, _flash_3, sage, ..."
+    )
+    ap.add_argument(
+        "--compile", choices=["off", "on", "both"], default="both", help="torch.compile of the repeated blocks"
+    )
     ap.add_argument("--modes", default="quality,fast", help="comma list of quality, fast")
     ap.add_argument("--steps", type=int, default=None, help="override the step count of every mode (quick runs)")
     args = ap.parse_args()
@@ -171,13 +177,18 @@ def main() -> None:
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     params = sum(p.numel() for p in model.parameters())
-    print(f"device {name}; {params / 1e9:.2f} B params; {dtype}; {size[1]}x{size[0]}; attention {args.attention}; "
-          f"measured matmul {rate / 1e12:.3g} TFLOP/s")
+    print(
+        f"device {name}; {params / 1e9:.2f} B params; {dtype}; {size[1]}x{size[0]}; attention {args.attention}; "
+        f"measured matmul {rate / 1e12:.3g} TFLOP/s"
+    )
     modes = [m for m in MODES if m.name in args.modes.split(",")]
     if args.steps:
         modes = [Mode(m.name, args.steps, m.guidance) for m in modes]
     compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    header = f"{'mode':8} {'steps':>5} {'passes':>6} {'compile':>7} {'s/chunk':>9} {'s/video-s':>9} {'steps s':>8} {'vae s':>7} {'peak GB':>8} {'MFU':>6}"
+    header = (
+        f"{'mode':8} {'steps':>5} {'passes':>6} {'compile':>7} {'s/chunk':>9} {'s/video-s':>9} "
+        f"{'steps s':>8} {'vae s':>7} {'peak GB':>8} {'MFU':>6}"
+    )
     print(header)
     print("-" * len(header))
     for compiled in compiles:
@@ -191,12 +202,17 @@ def main() -> None:
             r = run_chunk(model, vae, cfg, mode, size, device, dtype, image_tokens)
             peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
             mfu = flops * mode.steps / r["steps_s"] / rate
-            print(f"{mode.name:8} {mode.steps:>5} {mode.guidance.passes:>6} {'on' if compiled else 'off':>7} "
-                  f"{r['chunk_s']:>9.2f} {r['chunk_s'] / VIDEO_S_PER_CHUNK:>9.2f} {r['steps_s']:>8.2f} {r['vae_s']:>7.2f} "
-                  f"{peak:>8.1f} {mfu:>6.1%}")
+            print(
+                f"{mode.name:8} {mode.steps:>5} {mode.guidance.passes:>6} {'on' if compiled else 'off':>7} "
+                f"{r['chunk_s']:>9.2f} {r['chunk_s'] / VIDEO_S_PER_CHUNK:>9.2f} "
+                f"{r['steps_s']:>8.2f} {r['vae_s']:>7.2f} "
+                f"{peak:>8.1f} {mfu:>6.1%}"
+            )
     per_pass = count_flops(cfg, 1, (size[0] // 8, size[1] // 8), image_tokens)
-    print(f"(MFU counts the transformer's denoising steps: {per_pass / 1e12:.3g} TFLOP per pass; "
-          "the VAE time is in s/chunk but not in MFU)")
+    print(
+        f"(MFU counts the transformer's denoising steps: {per_pass / 1e12:.3g} TFLOP per pass; "
+        "the VAE time is in s/chunk but not in MFU)"
+    )
 
 
 if __name__ == "__main__":

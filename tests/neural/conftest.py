@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from neural_factories import write_weights
 
 torch.set_num_threads(2)

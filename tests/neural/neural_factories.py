@@ -43,7 +43,9 @@ def write_base(layout: WeightsLayout, cfg: ModelConfig, g: torch.Generator, shar
     return tensors
 
 
-def write_adapter(layout: WeightsLayout, cfg: ModelConfig, g: torch.Generator, variant: str = "single") -> dict[str, torch.Tensor]:
+def write_adapter(
+    layout: WeightsLayout, cfg: ModelConfig, g: torch.Generator, variant: str = "single"
+) -> dict[str, torch.Tensor]:
     path = layout.adapter(variant)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: _rand(s, g) for k, s in adapter_keys(cfg)}
@@ -92,7 +94,7 @@ def write_clip(layout: WeightsLayout, g: torch.Generator, layers: int = 2, patch
     }
     for i in range(layers):
         p = f"visual.transformer.{i}."
-        for n, shape in (("norm1", None), ("norm2", None)):
+        for n in ("norm1", "norm2"):
             sd[p + n + ".weight"], sd[p + n + ".bias"] = _rand((h,), g), _rand((h,), g)
         sd[p + "attn.to_qkv.weight"], sd[p + "attn.to_qkv.bias"] = _rand((3 * h, h), g), _rand((3 * h,), g)
         sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"] = _rand((h, h), g), _rand((h,), g)
@@ -101,17 +103,30 @@ def write_clip(layout: WeightsLayout, g: torch.Generator, layers: int = 2, patch
     torch.save(sd, str(layout.clip))
 
 
-_RES = {"norm1.gamma": "residual.0.gamma", "conv1": "residual.2", "norm2.gamma": "residual.3.gamma", "conv2": "residual.6", "conv_shortcut": "shortcut"}
+_RES = {
+    "norm1.gamma": "residual.0.gamma",
+    "conv1": "residual.2",
+    "norm2.gamma": "residual.3.gamma",
+    "conv2": "residual.6",
+    "conv_shortcut": "shortcut",
+}
 
 
 def vae_original_key(key: str) -> str:
     """diffusers AutoencoderKLWan key -> Wan2.1_VAE.pth key (the inverse of diffusers' converter)."""
-    fixed = {"quant_conv": "conv1", "post_quant_conv": "conv2", "encoder.conv_in": "encoder.conv1", "decoder.conv_in": "decoder.conv1",
-             "encoder.norm_out": "encoder.head.0", "encoder.conv_out": "encoder.head.2", "decoder.norm_out": "decoder.head.0",
-             "decoder.conv_out": "decoder.head.2"}
+    fixed = {
+        "quant_conv": "conv1",
+        "post_quant_conv": "conv2",
+        "encoder.conv_in": "encoder.conv1",
+        "decoder.conv_in": "decoder.conv1",
+        "encoder.norm_out": "encoder.head.0",
+        "encoder.conv_out": "encoder.head.2",
+        "decoder.norm_out": "decoder.head.0",
+        "decoder.conv_out": "decoder.head.2",
+    }
     for a, b in fixed.items():
         if key.startswith(a + "."):
-            return b + key[len(a):]
+            return b + key[len(a) :]
     if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.(resnets|attentions)\.(\d)\.(.+)", key):
         idx = {"resnets": {"0": 0, "1": 2}, "attentions": {"0": 1}}[m[2]][m[3]]
         rest = m[4]
@@ -142,15 +157,24 @@ def write_vae(layout: WeightsLayout, g: torch.Generator, base_dim: int = 8) -> A
 
 def write_wav2vec(layout: WeightsLayout, cfg: ModelConfig) -> None:
     config = Wav2Vec2Config(
-        hidden_size=cfg.audio_dim, num_hidden_layers=cfg.audio_layers, num_attention_heads=2, intermediate_size=32,
-        conv_dim=(16,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, do_stable_layer_norm=False,
+        hidden_size=cfg.audio_dim,
+        num_hidden_layers=cfg.audio_layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+        do_stable_layer_norm=False,
     )
     Wav2Vec2Model(config).save_pretrained(str(layout.wav2vec))
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=False).save_pretrained(str(layout.wav2vec))
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(str(layout.wav2vec))
 
 
-def write_weights(root: Path, cfg: ModelConfig = TINY, seed: int = 0, variants: tuple[str, ...] = ("single", "multi")) -> WeightsLayout:
+def write_weights(
+    root: Path, cfg: ModelConfig = TINY, seed: int = 0, variants: tuple[str, ...] = ("single", "multi")
+) -> WeightsLayout:
     """A complete tiny weights folder in the official layout."""
     g = torch.Generator().manual_seed(seed)
     layout = WeightsLayout(root)

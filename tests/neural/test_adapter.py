@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from infinitetalk.engines.neural.adapter import AudioCrossAttention, AudioProjModel, route_positions, rope_1d, select_audio_windows
+from infinitetalk.engines.neural.adapter import (
+    AudioCrossAttention,
+    AudioProjModel,
+    rope_1d,
+    route_positions,
+    select_audio_windows,
+)
 from infinitetalk.engines.neural.audio import audio_windows
 from infinitetalk.engines.neural.configs import TINY
 

@@ -6,7 +6,9 @@ from infinitetalk.cli.main import app
 
 
 def test_verify_ok(tiny_weights) -> None:
-    result = CliRunner().invoke(app, ["models", "verify", str(tiny_weights.root), "--variant", "single", "--variant", "multi"])
+    result = CliRunner().invoke(
+        app, ["models", "verify", str(tiny_weights.root), "--variant", "single", "--variant", "multi"]
+    )
     assert result.exit_code == 0, result.output
     assert "all 8 parts present" in result.output
 

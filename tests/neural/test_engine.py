@@ -29,8 +29,16 @@ def _portrait() -> np.ndarray:
 
 
 def _job(seed: int = 3, frames: int = FRAMES, **kw) -> EngineJob:
-    args = dict(mode=Mode.IMAGE_TO_VIDEO, speakers=[Speaker(audio=_audio(frames))], width=32, height=32, fps=25,
-                num_frames=frames, seed=seed, image=_portrait())
+    args = dict(
+        mode=Mode.IMAGE_TO_VIDEO,
+        speakers=[Speaker(audio=_audio(frames))],
+        width=32,
+        height=32,
+        fps=25,
+        num_frames=frames,
+        seed=seed,
+        image=_portrait(),
+    )
     args.update(kw)
     return EngineJob(**args)
 
@@ -70,8 +78,12 @@ def test_motion_frames_carried_over(engine) -> None:
     calls: list[torch.Tensor] = []
     handle = pipe.transformer.register_forward_pre_hook(lambda m, args: calls.append(args[0].detach().clone()))
     try:
-        inputs = PipelineInputs(audio=[_audio(FRAMES)], num_frames=FRAMES, seed=1, image=cover_crop(_portrait(), 32, 32))
-        out = np.stack(list(pipe.generate(inputs, 32, 32, engine.options, on_chunk=lambda i, f: chunks.__setitem__(i, f))))
+        inputs = PipelineInputs(
+            audio=[_audio(FRAMES)], num_frames=FRAMES, seed=1, image=cover_crop(_portrait(), 32, 32)
+        )
+        out = np.stack(
+            list(pipe.generate(inputs, 32, 32, engine.options, on_chunk=lambda i, f: chunks.__setitem__(i, f)))
+        )
     finally:
         handle.remove()
     assert len(calls) == 4  # 2 chunks x 2 steps, guidance passes batched into one forward
@@ -148,7 +160,9 @@ def test_offload_gives_the_same_frames(tiny_weights) -> None:
     # so this checks the hooks leave the results alone (passes then run one at a time).
     opts = SamplingOptions(steps=1, batch_passes=False)
     plain = NeuralEngine.from_pretrained(tiny_weights.root, device="cpu", options=opts)
-    offloaded = NeuralEngine.from_pretrained(tiny_weights.root, device="cpu", offload=True, options=SamplingOptions(steps=1))
+    offloaded = NeuralEngine.from_pretrained(
+        tiny_weights.root, device="cpu", offload=True, options=SamplingOptions(steps=1)
+    )
     assert offloaded.options.batch_passes is False
     a = np.stack(list(plain.generate(_job(frames=20), lambda *_: None, CancelToken())))
     b = np.stack(list(offloaded.generate(_job(frames=20), lambda *_: None, CancelToken())))

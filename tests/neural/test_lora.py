@@ -13,13 +13,17 @@ def test_merge_arithmetic_by_hand() -> None:
     down = torch.tensor([[1.0, 2.0]])  # rank 1, in 2
     up = torch.tensor([[1.0], [3.0]])  # out 2
     d = LoraDelta()
-    d.add({
-        "diffusion_model.m.lora_down.weight": down, "diffusion_model.m.lora_up.weight": up,
-        "diffusion_model.m.alpha": torch.tensor(2.0),
-        "diffusion_model.m.diff_b": torch.tensor([0.5, -0.5]),
-        "diffusion_model.n.diff": torch.ones(2, 2),
-        "diffusion_model.mod.diff": torch.full((1, 2), 0.25),
-    }, scale=0.5)
+    d.add(
+        {
+            "diffusion_model.m.lora_down.weight": down,
+            "diffusion_model.m.lora_up.weight": up,
+            "diffusion_model.m.alpha": torch.tensor(2.0),
+            "diffusion_model.m.diff_b": torch.tensor([0.5, -0.5]),
+            "diffusion_model.n.diff": torch.ones(2, 2),
+            "diffusion_model.mod.diff": torch.full((1, 2), 0.25),
+        },
+        scale=0.5,
+    )
     w = torch.zeros(2, 2)
     # 0.5 * (alpha/r = 2) * up @ down = [[1, 2], [3, 6]]
     assert d.apply("m.weight", w).tolist() == [[1.0, 2.0], [3.0, 6.0]]
@@ -37,8 +41,13 @@ def test_loader_merges_lora(tmp_path) -> None:
     rank = 2
     down, up = torch.randn(rank, TINY.dim, generator=g), torch.randn(TINY.dim, rank, generator=g)
     lora = tmp_path / "lightx2v.safetensors"
-    save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": down,
-               "diffusion_model.blocks.0.self_attn.q.lora_up.weight": up}, str(lora))
+    save_file(
+        {
+            "diffusion_model.blocks.0.self_attn.q.lora_down.weight": down,
+            "diffusion_model.blocks.0.self_attn.q.lora_up.weight": up,
+        },
+        str(lora),
+    )
     model = load_transformer(layout, dtype=torch.float32, loras={lora: 1.5})
     expected = base["blocks.0.self_attn.q.weight"] + 1.5 * up @ down
     assert torch.allclose(model.blocks[0].attn1.to_q.weight, expected, atol=1e-6)

@@ -13,7 +13,9 @@ def test_t5_keys_land_in_place(tiny_weights) -> None:
     block = model.encoder.block[1]
     assert torch.equal(block.layer[1].DenseReluDense.wi_0.weight, sd["blocks.1.ffn.gate.0.weight"])
     assert torch.equal(block.layer[1].DenseReluDense.wi_1.weight, sd["blocks.1.ffn.fc1.weight"])
-    assert torch.equal(block.layer[0].SelfAttention.relative_attention_bias.weight, sd["blocks.1.pos_embedding.embedding.weight"])
+    assert torch.equal(
+        block.layer[0].SelfAttention.relative_attention_bias.weight, sd["blocks.1.pos_embedding.embedding.weight"]
+    )
     assert torch.equal(model.get_input_embeddings().weight, sd["token_embedding.weight"])
 
 

@@ -38,7 +38,9 @@ def test_forward_shape_and_audio_matters(model) -> None:
 def test_batched_passes_equal_one_at_a_time(model) -> None:
     x, t, text, clip, audio = _inputs(batch=2)
     batched = model(x, t, text, clip, audio)
-    single = torch.cat([model(x[i : i + 1], t[:1], text[i : i + 1], clip[i : i + 1], audio[i : i + 1]) for i in range(2)])
+    single = torch.cat(
+        [model(x[i : i + 1], t[:1], text[i : i + 1], clip[i : i + 1], audio[i : i + 1]) for i in range(2)]
+    )
     assert torch.allclose(batched, single, atol=1e-5)
 
 

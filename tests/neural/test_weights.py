@@ -33,7 +33,9 @@ def test_strict_load_puts_every_tensor_in_place(tmp_path) -> None:
     # Wan's norm3 is the cross-attention norm: diffusers calls it norm2
     assert torch.equal(sd["blocks.0.norm2.weight"], base["blocks.0.norm3.weight"])
     assert torch.equal(sd["proj_out.weight"], base["head.head.weight"])
-    assert torch.equal(sd["blocks.1.audio_cross_attn.kv_linear.weight"], adapter["blocks.1.audio_cross_attn.kv_linear.weight"])
+    assert torch.equal(
+        sd["blocks.1.audio_cross_attn.kv_linear.weight"], adapter["blocks.1.audio_cross_attn.kv_linear.weight"]
+    )
     assert torch.equal(sd["audio_proj.proj1_vf.weight"], adapter["audio_proj.proj1_vf.weight"])
     assert not any(t.is_meta for t in list(model.parameters()) + list(model.buffers()))
 
@@ -69,7 +71,9 @@ def test_wrong_shape_is_reported(tmp_path) -> None:
     with pytest.raises(EngineError, match="ffn"):
         load_transformer(layout, dtype=torch.float32)
     problems = {c.name: c.problems for c in verify(tmp_path)}
-    assert problems["Wan2.1 I2V base (config + shards)"] == [f"{key}: shape (7, {TINY.dim}), expected ({TINY.ffn_dim}, {TINY.dim})"]
+    assert problems["Wan2.1 I2V base (config + shards)"] == [
+        f"{key}: shape (7, {TINY.dim}), expected ({TINY.ffn_dim}, {TINY.dim})"
+    ]
 
 
 def test_missing_adapter_says_how_to_fix(tmp_path) -> None:

@@ -50,6 +50,8 @@ def verify(
             typer.echo(f"       {problem}")
     bad = [c for c in checks if not c.ok]
     if bad:
-        typer.echo(f"{len(bad)} of {len(checks)} parts are missing or wrong; re-run `infinitetalk models download {directory}`")
+        typer.echo(
+            f"{len(bad)} of {len(checks)} parts are missing or wrong; re-run `infinitetalk models download {directory}`"
+        )
         raise typer.Exit(1)
     typer.echo(f"all {len(checks)} parts present with the expected tensors")

@@ -100,7 +100,18 @@ def from_wan_config(wan: dict[str, Any], base: ModelConfig = FULL) -> ModelConfi
             "image-to-video model (model_type 'i2v', Wan-AI/Wan2.1-I2V-14B-480P)"
         )
     # text_dim / image_dim are not in the official file (fixed 4096 / 1280); small test models write them.
-    names = {"dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "freq_dim", "eps", "text_dim", "image_dim"}
+    names = {
+        "dim",
+        "ffn_dim",
+        "num_heads",
+        "num_layers",
+        "in_dim",
+        "out_dim",
+        "freq_dim",
+        "eps",
+        "text_dim",
+        "image_dim",
+    }
     return replace(base, **{k: wan[k] for k in names if k in wan})
 
 

@@ -51,7 +51,9 @@ def speaker_masks(job: EngineJob, tokens_h: int, tokens_w: int) -> torch.Tensor 
             half = src_w // 2
             m[:, :half] = 255 if i == 0 else 0
             m[:, half:] = 0 if i == 0 else 255
-        small = cv2.resize(cover_crop(np.repeat(m[..., None], 3, 2), job.width, job.height)[..., 0], (tokens_w, tokens_h))
+        small = cv2.resize(
+            cover_crop(np.repeat(m[..., None], 3, 2), job.width, job.height)[..., 0], (tokens_w, tokens_h)
+        )
         people.append(torch.from_numpy(small > 127).flatten())
     background = ~(people[0] | people[1])
     return torch.stack([people[0], people[1], background]).float()
@@ -60,7 +62,9 @@ def speaker_masks(job: EngineJob, tokens_h: int, tokens_w: int) -> torch.Tensor 
 class NeuralEngine:
     name = "neural"
 
-    def __init__(self, pipeline: InfiniteTalkPipeline, *, variant: str = "single", options: SamplingOptions | None = None) -> None:
+    def __init__(
+        self, pipeline: InfiniteTalkPipeline, *, variant: str = "single", options: SamplingOptions | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.variant = variant
         self.options = options or SamplingOptions()
@@ -89,13 +93,19 @@ class NeuralEngine:
         transformer = load_transformer(layout, variant=variant, device=home, dtype=dtype, loras=loras)
         if offload:
             transformer.enable_group_offload(
-                onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1
+                onload_device=device,
+                offload_device=torch.device("cpu"),
+                offload_type="block_level",
+                num_blocks_per_group=1,
             )
             for name, module in transformer.named_children():
                 if name != "blocks":  # the small parts live on the GPU
                     module.to(device)
         vae = VideoVAE(load_vae(layout.require(layout.vae, "Wan VAE"), device))
-        text = TextEncoder(load_t5(layout.require(layout.t5, "T5 text encoder"), device, dtype), layout.require(layout.tokenizer, "T5 tokenizer"))
+        text = TextEncoder(
+            load_t5(layout.require(layout.t5, "T5 text encoder"), device, dtype),
+            layout.require(layout.tokenizer, "T5 tokenizer"),
+        )
         image = ImageEncoder(load_clip(layout.require(layout.clip, "CLIP image encoder"), device, dtype))
         audio = AudioEncoder.from_folder(layout.require(layout.wav2vec, "wav2vec2 folder"), device)
         pipe = InfiniteTalkPipeline(transformer, vae, text, image, audio, device)
@@ -107,7 +117,9 @@ class NeuralEngine:
     def _options(self, job: EngineJob) -> SamplingOptions:
         """Per-job overrides from ``job.extras`` (steps, shift, text_scale, audio_scale, color_correction)."""
         o, e = self.options, job.extras
-        guidance = Guidance(float(e.get("text_scale", o.guidance.text_scale)), float(e.get("audio_scale", o.guidance.audio_scale)))
+        guidance = Guidance(
+            float(e.get("text_scale", o.guidance.text_scale)), float(e.get("audio_scale", o.guidance.audio_scale))
+        )
         return SamplingOptions(
             steps=int(e.get("steps", o.steps)),
             shift=float(e.get("shift", o.shift if job.height * job.width <= 800 * 800 else 11.0)),
@@ -118,7 +130,9 @@ class NeuralEngine:
 
     def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
         if len(job.speakers) == 2 and self.variant != "multi":
-            raise InvalidRequest("two speakers need the InfiniteTalk 'multi' weights; start the engine with variant='multi'")
+            raise InvalidRequest(
+                "two speakers need the InfiniteTalk 'multi' weights; start the engine with variant='multi'"
+            )
         if job.fps != 25:
             raise InvalidRequest(f"the neural engine makes 25 fps video (the model's training rate), got fps={job.fps}")
         w, h = job.width, job.height

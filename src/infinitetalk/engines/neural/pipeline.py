@@ -133,8 +133,15 @@ class InfiniteTalkPipeline:
         return clip, torch.cat([mask, lat], dim=1)
 
     def predict(
-        self, x: torch.Tensor, cond: torch.Tensor, t: float, texts: list[torch.Tensor], audios: list[torch.Tensor],
-        clip: torch.Tensor, opts: SamplingOptions, ref_masks: torch.Tensor | None,
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        t: float,
+        texts: list[torch.Tensor],
+        audios: list[torch.Tensor],
+        clip: torch.Tensor,
+        opts: SamplingOptions,
+        ref_masks: torch.Tensor | None,
     ) -> torch.Tensor:
         inp = torch.cat([x, cond], dim=1).to(self.dtype)
         n = len(texts)
@@ -150,7 +157,9 @@ class InfiniteTalkPipeline:
             preds = list(out.float().chunk(n))
         else:
             ts = torch.full((1,), t, device=self.device)
-            preds = [self.transformer(inp, ts, te, clip, au, ref_masks).float() for te, au in zip(texts, audios, strict=True)]
+            preds = [
+                self.transformer(inp, ts, te, clip, au, ref_masks).float() for te, au in zip(texts, audios, strict=True)
+            ]
         return opts.guidance.combine(preds)
 
     # --- the loop ----------------------------------------------------------------------

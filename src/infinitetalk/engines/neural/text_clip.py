@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 from transformers import AutoTokenizer, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
 from infinitetalk.errors import EngineError
 
@@ -81,7 +81,13 @@ def t5_config(shapes: Mapping[str, tuple[int, ...]]) -> UMT5Config:
 def convert_clip(sd: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
     """open-clip visual tower keys (``visual.*``) -> ``CLIPVisionModel`` keys; the text tower is dropped."""
     out: dict[str, torch.Tensor] = {}
-    names = {"norm1": "layer_norm1", "norm2": "layer_norm2", "mlp.0": "mlp.fc1", "mlp.2": "mlp.fc2", "attn.proj": "self_attn.out_proj"}
+    names = {
+        "norm1": "layer_norm1",
+        "norm2": "layer_norm2",
+        "mlp.0": "mlp.fc1",
+        "mlp.2": "mlp.fc2",
+        "attn.proj": "self_attn.out_proj",
+    }
     for key, value in sd.items():
         if not key.startswith("visual.") or key.startswith("visual.head"):
             continue  # text tower, logit scale and the projection head are unused
@@ -130,7 +136,9 @@ def _strict_load(model: torch.nn.Module, sd: dict[str, torch.Tensor], what: str)
     result = model.load_state_dict(sd, strict=False, assign=True)
     missing = [k for k in result.missing_keys if "position_ids" not in k]
     if missing or result.unexpected_keys:
-        raise EngineError(f"{what}: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}; run `infinitetalk models verify`")
+        raise EngineError(
+            f"{what}: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}; run `infinitetalk models verify`"
+        )
 
 
 def load_t5(path: Path, device: torch.device | str, dtype: torch.dtype) -> UMT5EncoderModel:
@@ -166,7 +174,12 @@ class TextEncoder:
     @torch.no_grad()
     def __call__(self, prompt: str) -> torch.Tensor:
         ids = self.tokenizer(
-            [prompt], padding="max_length", max_length=TEXT_LEN, truncation=True, add_special_tokens=True, return_tensors="pt"
+            [prompt],
+            padding="max_length",
+            max_length=TEXT_LEN,
+            truncation=True,
+            add_special_tokens=True,
+            return_tensors="pt",
         )
         device = self.model.device
         mask = ids.attention_mask.to(device)

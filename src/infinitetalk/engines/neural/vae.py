@@ -1,4 +1,4 @@
-"""The Wan VAE through diffusers' ``AutoencoderKLWan`` (loaded from ``Wan2.1_VAE.pth`` via its single-file converter)."""
+"""The Wan VAE: diffusers' ``AutoencoderKLWan``, loaded from ``Wan2.1_VAE.pth`` via its single-file converter."""
 
 from __future__ import annotations
 
@@ -16,14 +16,19 @@ def load_vae(path: Path, device: torch.device | str, dtype: torch.dtype = torch.
     try:
         base_dim = sd["encoder.conv1.weight"].shape[0]
     except KeyError as exc:
-        raise EngineError(f"{path.name} is not a Wan 2.1 VAE (no encoder.conv1.weight); run `infinitetalk models verify`") from exc
+        raise EngineError(
+            f"{path.name} is not a Wan 2.1 VAE (no encoder.conv1.weight); run `infinitetalk models verify`"
+        ) from exc
     with torch.device("meta"):
         vae = AutoencoderKLWan(base_dim=base_dim)
     converted = convert_wan_vae_to_diffusers(dict(sd))
-    result = vae.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in converted.items()}, strict=False, assign=True)
+    result = vae.load_state_dict(
+        {k: v.to(device=device, dtype=dtype) for k, v in converted.items()}, strict=False, assign=True
+    )
     if result.missing_keys or result.unexpected_keys:
         raise EngineError(
-            f"{path.name}: missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}; run `infinitetalk models verify`"
+            f"{path.name}: missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}; "
+            "run `infinitetalk models verify`"
         )
     return vae.eval().requires_grad_(False)
 

@@ -44,7 +44,9 @@ def compare(found: Mapping[str, Shape], expected: Mapping[str, Shape], limit: in
     extra = [k for k in found if k not in expected]
     wrong = [k for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
     if missing:
-        out.append(f"{len(missing)} missing tensors: {', '.join(missing[:limit])}{' ...' if len(missing) > limit else ''}")
+        out.append(
+            f"{len(missing)} missing tensors: {', '.join(missing[:limit])}{' ...' if len(missing) > limit else ''}"
+        )
     if extra:
         out.append(f"{len(extra)} unexpected tensors: {', '.join(extra[:limit])}{' ...' if len(extra) > limit else ''}")
     for k in wrong[:limit]:
@@ -94,6 +96,7 @@ def verify(root: Path, variants: tuple[str, ...] = ("single",)) -> list[FileChec
     checks.append(_check(FileCheck("Wan2.1 I2V base (config + shards)", layout.base_config), base))
 
     for v in variants:
+
         def adapter(v: str = v) -> list[str]:
             nonlocal cfg
             shapes = safetensors_shapes(layout.adapter(v))
@@ -138,7 +141,9 @@ def verify(root: Path, variants: tuple[str, ...] = ("single",)) -> list[FileChec
     def vae() -> list[str]:
         shapes = pth_shapes(layout.vae)
         base_dim = shapes["encoder.conv1.weight"][0]
-        return compare(_converted(convert_wan_vae_to_diffusers, shapes), _meta_shapes(lambda: AutoencoderKLWan(base_dim=base_dim)))
+        return compare(
+            _converted(convert_wan_vae_to_diffusers, shapes), _meta_shapes(lambda: AutoencoderKLWan(base_dim=base_dim))
+        )
 
     checks.append(_check(FileCheck("Wan VAE", layout.vae), vae))
 
@@ -149,15 +154,24 @@ def verify(root: Path, variants: tuple[str, ...] = ("single",)) -> list[FileChec
             return out
         config = Wav2Vec2Config.from_pretrained(str(folder))
         if config.hidden_size != cfg.audio_dim or config.num_hidden_layers != cfg.audio_layers:
-            out.append(f"wav2vec2 is {config.num_hidden_layers} x {config.hidden_size}; the adapter expects "
-                       f"{cfg.audio_layers} x {cfg.audio_dim}")
+            out.append(
+                f"wav2vec2 is {config.num_hidden_layers} x {config.hidden_size}; the adapter expects "
+                f"{cfg.audio_layers} x {cfg.audio_dim}"
+            )
         st = folder / "model.safetensors"
         if st.exists():
             found = safetensors_shapes(st)
             expected = _meta_shapes(lambda: Wav2Vec2Model(config))
             # checkpoints saved from pretraining models carry a "wav2vec2." prefix and extra heads
             found = {k.removeprefix("wav2vec2."): s for k, s in found.items()}
-            out += compare({k: s for k, s in found.items() if k in expected or not k.startswith(("project", "quantizer", "lm_head"))}, expected)
+            out += compare(
+                {
+                    k: s
+                    for k, s in found.items()
+                    if k in expected or not k.startswith(("project", "quantizer", "lm_head"))
+                },
+                expected,
+            )
         elif not (folder / "pytorch_model.bin").exists():
             out.append("no model.safetensors or pytorch_model.bin")
         return out

@@ -82,7 +82,8 @@ class WeightsLayout:
         if not path.exists():
             raise EngineError(
                 f"{what} not found at {path}; download the weights with "
-                f"`infinitetalk models download {self.root}` and check them with `infinitetalk models verify {self.root}`"
+                f"`infinitetalk models download {self.root}` and check them with "
+                f"`infinitetalk models verify {self.root}`"
             )
         return path
 
@@ -99,7 +100,9 @@ def pth_shapes(path: Path) -> dict[str, Shape]:
     return {k: tuple(v.shape) for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
 
-def model_config_from_headers(wan_config: Mapping, base: Mapping[str, Shape], adapter: Mapping[str, Shape]) -> ModelConfig:
+def model_config_from_headers(
+    wan_config: Mapping, base: Mapping[str, Shape], adapter: Mapping[str, Shape]
+) -> ModelConfig:
     """Sizes from the Wan config.json, completed from tensor shapes (text/image/audio widths)."""
     cfg = from_wan_config(dict(wan_config))
     try:
@@ -122,7 +125,9 @@ def _keep_fp32(name: str) -> bool:
     return any(p in name for p in InfiniteTalkTransformer._keep_in_fp32_modules)
 
 
-def _load_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> None:
+def _load_into(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype
+) -> None:
     moved = {k: v.to(device=device, dtype=torch.float32 if _keep_fp32(k) else dtype) for k, v in tensors.items()}
     model.load_state_dict(moved, strict=False, assign=True)
 
@@ -161,7 +166,9 @@ def load_transformer(
     def take(part: dict[str, torch.Tensor], origin: Path) -> None:
         for k, v in part.items():
             if k not in expected:
-                raise EngineError(f"{origin.name}: unexpected tensor {k!r}; is this the Wan2.1 I2V 14B / InfiniteTalk file?")
+                raise EngineError(
+                    f"{origin.name}: unexpected tensor {k!r}; is this the Wan2.1 I2V 14B / InfiniteTalk file?"
+                )
             if tuple(v.shape) != expected[k]:
                 raise EngineError(f"{origin.name}: tensor {k!r} has shape {tuple(v.shape)}, expected {expected[k]}")
         seen.update(part)
@@ -177,7 +184,9 @@ def load_transformer(
 
     missing = sorted(set(expected) - seen)
     if missing:
-        raise EngineError(f"the weights lack {len(missing)} tensors (first: {missing[:3]}); run `infinitetalk models verify`")
+        raise EngineError(
+            f"the weights lack {len(missing)} tensors (first: {missing[:3]}); run `infinitetalk models verify`"
+        )
     # The rotary tables are non-persistent buffers: rebuild them (they were made on meta).
     model.rope = WanRotaryPosEmbed(cfg.head_dim, (1, 2, 2), 1024).to(device)
     model.eval().requires_grad_(False)
