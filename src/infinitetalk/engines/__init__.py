@@ -11,7 +11,8 @@ from infinitetalk.config import Settings, get_settings
 from infinitetalk.engines.base import CancelToken, Engine, EngineJob, ProgressCallback, Speaker
 from infinitetalk.errors import InvalidRequest
 
-ENGINES = ("auto", "preview", "neural")
+#: "instant" makes solid frames at no cost: for API tests and load benchmarks, never for users.
+ENGINES = ("auto", "preview", "neural", "instant")
 
 
 def load_engine(settings: Settings | None = None, *, name: str | None = None, weights_dir: Path | None = None) -> Engine:
@@ -23,6 +24,10 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
         raise InvalidRequest(f"unknown engine '{name}'; choose one of {', '.join(ENGINES)}", field="engine")
     if name == "auto":
         name = "neural" if weights_dir else "preview"
+    if name == "instant":
+        from infinitetalk.engines.instant import InstantEngine
+
+        return InstantEngine()
     if name == "preview":
         from infinitetalk.engines.preview.engine import PreviewEngine
 

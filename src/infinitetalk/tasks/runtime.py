@@ -14,7 +14,7 @@ from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.outbox import Outbox
 from infinitetalk.tasks.service import TaskService
 from infinitetalk.workers.dispatcher import InProcessDispatcher
-from infinitetalk.workers.engines import engine_for
+from infinitetalk.engines import load_engine
 from infinitetalk.workers.runner import TaskRunner
 from infinitetalk.workers.webhooks import WebhookSender
 
@@ -31,7 +31,7 @@ class Runtime:
         self.sender = WebhookSender(self.outbox, settings)
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
                                        metrics=self.metrics, wake_sender=self.sender.wake)
-        self.engine = engine or engine_for(settings)
+        self.engine = engine or load_engine(settings)
         self.runner = TaskRunner(engine=self.engine, settings=settings, events=self.lifecycle)
         self.dispatcher = InProcessDispatcher(self.runner.run, workers=settings.workers, token=self.runner.new_token)
         self.service = TaskService(sessions=self.sessions, storage=self.storage, settings=settings,
