@@ -130,8 +130,7 @@ def _download(url: str, dest_dir: Path, *, kind: str, cap: int, field: str, sett
     timeout = httpx.Timeout(settings.fetch_read_timeout_s, connect=settings.fetch_connect_timeout_s)
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            address = check_url(url, settings, field=field)[0]
-            request = _pinned_request(client, url, address)
+            request = pinned_request(client, "GET", url, settings, field=field)
             try:
                 response = client.send(request, stream=True)
             except httpx.TimeoutException:
@@ -153,15 +152,23 @@ def _download(url: str, dest_dir: Path, *, kind: str, cap: int, field: str, sett
     raise FetchFailed(f"{field}: more than {MAX_REDIRECTS} redirects from {url}", field=field)
 
 
-def _pinned_request(client: httpx.Client, url: str, address: IPAddress) -> httpx.Request:
-    """A request to the checked IP address carrying the original Host and TLS server name."""
+def pinned_request(
+    client: httpx.Client, method: str, url: str, settings: Settings, *, field: str = "url",
+    headers: dict[str, str] | None = None, content: bytes | None = None,
+) -> httpx.Request:
+    """A request for ``url`` that goes to the address ``check_url`` approved, not to a fresh lookup.
+
+    The original Host header and TLS server name are kept, so virtual hosts and certificates work.
+    """
+    address = check_url(url, settings, field=field)[0]
     parts = urllib.parse.urlsplit(url)
     ip_host = f"[{address}]" if address.version == 6 else str(address)
     netloc = f"{ip_host}:{parts.port}" if parts.port else ip_host
     pinned = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
     host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
     return client.build_request(
-        "GET", pinned, headers={"Host": host_header}, extensions={"sni_hostname": parts.hostname}
+        method, pinned, headers={**(headers or {}), "Host": host_header}, content=content,
+        extensions={"sni_hostname": parts.hostname},
     )
 
 

@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.media.fetch import check_url
+from infinitetalk.media.fetch import pinned_request
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,10 @@ def send(delivery: Delivery, *, client: httpx.Client, settings: Settings) -> Att
     started = time.perf_counter()
     status, error = None, None
     try:
-        check_url(delivery.url, settings, field="callback_url")  # again: DNS may have changed since submit
-        response = client.post(delivery.url, content=delivery.payload.encode(), headers=signed_headers(delivery, now))
+        # Checked again, and sent to the checked address: DNS may have changed since submit.
+        request = pinned_request(client, "POST", delivery.url, settings, field="callback_url",
+                                 content=delivery.payload.encode(), headers=signed_headers(delivery, now))
+        response = client.send(request)
         status = response.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}"
