@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     #: "preview" (CPU, no weights), "neural" (needs weights_dir) or "auto" (neural when weights are set).
     engine: str = "auto"
     weights_dir: Path | None = None
+    #: Neural engine: "single" (one speaker) or "multi" (two-speaker) adapter weights.
+    neural_variant: str = "single"
+    #: Neural engine: stream transformer blocks from CPU memory (for 24-48 GB cards).
+    neural_offload: bool = False
 
     # --- HTTP task service (infinitetalk serve) ---
     #: SQLAlchemy URL; empty: an SQLite file in data_dir. PostgreSQL works with the same code.

@@ -39,7 +39,9 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
         )
     from infinitetalk.engines.neural.engine import NeuralEngine
 
-    return NeuralEngine.from_pretrained(weights_dir)
+    return NeuralEngine.from_pretrained(
+        weights_dir, variant=settings.neural_variant, offload=settings.neural_offload
+    )
 
 
 __all__ = ["CancelToken", "Engine", "EngineJob", "ProgressCallback", "Speaker", "load_engine"]
