@@ -78,6 +78,26 @@ def test_concurrency_limit_is_429(keyed_server: Server, file_server: FileServer)
     client.cancel(first["id"])
 
 
+def test_racing_submits_cannot_beat_the_rate_limit(keyed_server: Server, file_server: FileServer) -> None:
+    """Eight submits at once against a limit of three: the final check runs under the key's lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = make_key(keyed_server.data_dir, "racer", rate=3)
+    client = keyed_server.client(key["key"])
+
+    def attempt(_: int) -> int:
+        try:
+            client.submit(_request(file_server))
+            return 202
+        except ApiError as error:
+            return error.status
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(attempt, range(8)))
+    assert statuses == [202] * 3 + [429] * 5
+    assert len(client.list()["data"]) == 3
+
+
 def test_keys_cannot_see_each_others_tasks(keyed_server: Server, file_server: FileServer) -> None:
     alice = keyed_server.client(make_key(keyed_server.data_dir, "alice")["key"])
     bob = keyed_server.client(make_key(keyed_server.data_dir, "bob")["key"])

@@ -88,6 +88,9 @@ class TaskService:
             with self.sessions.begin() as session:
                 if key is not None:
                     billing.reserve(session, key_id=key.id, amount_micros=quote.price_micros, task_id=task_id)
+                    # Counted again now that the reserve's UPDATE holds the key's row (PostgreSQL) or the
+                    # write lock (SQLite): two racing submits can no longer both pass the limits.
+                    limits.check_limits(session, key)
                 session.add(task)
         except IntegrityError:
             # two submits with one idempotency key raced; the other one won
