@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 10
     #: Longest `Prefer: wait=N` honoured.
     max_wait_s: int = 300
+    #: Content-safety checker of outputs, 'module:factory' (infinitetalk.tasks.safety); empty: none (not checked).
+    safety_checker: str | None = None
 
 
 @lru_cache

@@ -19,7 +19,7 @@ from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError, NoFaceDetected
 from infinitetalk.schema import GenerationRequest
 from infinitetalk.storage import LocalStorage
-from infinitetalk.tasks import billing, outbox
+from infinitetalk.tasks import billing, callbacks, outbox, safety
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import Task, TaskStatus, utcnow
@@ -54,6 +54,7 @@ class TaskLifecycle:
                  metrics: Metrics, wake_sender: Callable[[], None]) -> None:
         self.sessions, self.storage, self.settings = sessions, storage, settings
         self.metrics, self._wake_sender = metrics, wake_sender
+        self.safety = safety.load_checker(settings.safety_checker)
 
     # --- start, progress ---
     def start(self, task_id: str) -> Job | None:
@@ -84,8 +85,12 @@ class TaskLifecycle:
 
     # --- endings ---
     def succeeded(self, task_id: str, result: RenderResult) -> None:
+        verdict = self.safety.check(result.path)  # NoChecker by default: nsfw None, "not checked"
+        if verdict.flagged:
+            self.failed(task_id, safety.SensitiveContent(verdict.reason or "the output was flagged as unsafe"))
+            return
         meta = {"duration_s": round(result.duration_s, 3), "width": result.width, "height": result.height,
-                "fps": result.fps}
+                "fps": result.fps, "nsfw": verdict.nsfw}
         self._finish(task_id, TaskStatus.SUCCEEDED, from_=(RUNNING,), refund=False,
                      values={"seed": result.seed, "outputs": {result.path.name: meta}, "progress": 1.0,
                              "stage": "done"})
@@ -136,8 +141,9 @@ class TaskLifecycle:
                 billing.refund(session, key_id=task.api_key_id, amount_micros=task.price_micros, task_id=task_id)
                 task.refunded = True
             if task.callback_url:
-                data = task_public(task, storage=self.storage, settings=self.settings).model_dump(mode="json")
-                outbox.enqueue(session, task=task, event_type=f"task.{status.value}", data=data)
+                view = task_public(task, storage=self.storage, settings=self.settings)
+                outbox.enqueue(session, task=task, event_type=f"task.{status.value}", data=view.model_dump(mode="json"),
+                               body=callbacks.render(task, view))
             elapsed = (task.finished_at - task.started_at).total_seconds() if task.started_at else None
             code = task.error_code
         self.storage.delete_inputs(task_id)

@@ -29,11 +29,13 @@ def open_mode_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def enqueue(session: Session, *, task: Task, event_type: str, data: dict) -> WebhookDelivery:
-    """Add a delivery of ``event_type`` for ``task`` (in the caller's transaction)."""
+def enqueue(session: Session, *, task: Task, event_type: str, data: dict,
+            body: dict | None = None) -> WebhookDelivery:
+    """Add a delivery of ``event_type`` for ``task`` (in the caller's transaction); ``body`` replaces our
+    envelope for tasks whose callback format is a provider's (``tasks.callbacks``)."""
     now = utcnow()
     delivery_id = "msg_" + secrets.token_hex(12)
-    body = {"type": event_type, "timestamp": now.isoformat() + "Z", "data": data}
+    body = body or {"type": event_type, "timestamp": now.isoformat() + "Z", "data": data}
     delivery = WebhookDelivery(
         id=delivery_id, task_id=task.id, api_key_id=task.api_key_id, url=task.callback_url,
         event_type=event_type, payload=json.dumps(body, default=str), state="pending",

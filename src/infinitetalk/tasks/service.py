@@ -49,9 +49,11 @@ class TaskService:
 
     # --- submit ---
     def submit(self, *, key: ApiKey | None, payload: dict, base_url: str, idempotency_key: str | None = None,
-               body_hash: str | None = None) -> tuple[Task, bool]:
+               body_hash: str | None = None, callback_format: str | None = None,
+               min_billed_seconds: int | None = None) -> tuple[Task, bool]:
         """Validate, fetch + probe, price, reserve and queue. Returns (task, created); created is False
-        when ``idempotency_key`` names an earlier task with the same body."""
+        when ``idempotency_key`` names an earlier task with the same body. Provider-compatible routes pass
+        their webhook body format (``tasks.callbacks``) and billing minimum as data."""
         key_id = key.id if key else None
         body_hash = body_hash or request_hash(payload)
         if idempotency_key:
@@ -75,10 +77,13 @@ class TaskService:
         try:
             local, durations = staging.stage(request, dest, key_id=key_id, storage=self.storage, settings=self.settings)
             seconds = billing.total_audio_seconds(durations, request.audio_layout)
-            quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=self.settings)
+            pricing = self.settings if min_billed_seconds is None else self.settings.model_copy(
+                update={"min_billed_seconds": min_billed_seconds})
+            quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=pricing)
             task = Task(
                 id=task_id, api_key_id=key_id, model=model, status=TaskStatus.QUEUED.value,
-                request=staging.shorten_data_uris({**payload, "callback_url": callback_url}),
+                request=staging.shorten_data_uris({**payload, "callback_url": callback_url, **(
+                    {"callback_format": callback_format} if callback_format else {})}),
                 local_request=local.model_dump(mode="json"), idempotency_key=idempotency_key,
                 request_hash=body_hash, callback_url=callback_url, base_url=base_url.rstrip("/"),
                 audio_seconds=quote.audio_seconds, billed_seconds=quote.billed_seconds,
