@@ -80,7 +80,7 @@ def generate(
                 progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
             )
     except InfiniteTalkError as exc:
-        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
+        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     speed = result.elapsed_s / max(result.duration_s, 1e-9)
     console.print(
@@ -88,6 +88,7 @@ def generate(
         f"{result.fps} fps ({result.duration_s:.2f} s), engine {result.engine}, seed {result.seed}, "
         f"{result.elapsed_s:.1f} s ({speed:.2f} s per second of video)",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -21,7 +21,7 @@ def probe(
     try:
         info = probe_file(path)
     except InfiniteTalkError as exc:
-        Console(stderr=True).print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
+        Console(stderr=True).print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
