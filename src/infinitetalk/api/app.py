@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from infinitetalk import __version__
+from infinitetalk.api import compat
 from infinitetalk.api.errors import install_error_handlers
 from infinitetalk.api.routes import files, health, tasks
 from infinitetalk.config import Settings
@@ -62,5 +63,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(tasks.router)
     app.include_router(files.router)
     app.include_router(health.router)
+    app.include_router(compat.router)  # the hosted providers' APIs (infinitetalk.api.compat)
     _install_openapi(app)
     return app

@@ -1,0 +1,56 @@
+"""APIXO-compatible routes: ``POST /generateTask/{model}``, ``GET /statusTask/{model}?taskId=``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from infinitetalk.api.compat import common
+from infinitetalk.api.compat.apixo.protocol import MESSAGES, MODELS, NAMES, GenerateTask, envelope, task_data
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
+from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.tasks import callbacks
+from infinitetalk.tasks.errors import NotFound
+
+#: Our status -> APIXO's documented HTTP code (oversized input is a 400 there).
+HTTP = {413: 400, 409: 400, 499: 400}
+
+
+def render_error(exc: InfiniteTalkError) -> JSONResponse:
+    status = HTTP.get(exc.http_status, exc.http_status)
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    return JSONResponse(envelope(None, code=status, message=exc.message), status_code=status, headers=headers)
+
+
+router = APIRouter(tags=["compat: APIXO"], route_class=common.translating_route(render_error))
+
+
+def _model(model: str) -> str:
+    if model not in MODELS:
+        raise NotFound(f"model {model} not found; available: {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+@router.post("/generateTask/{model}")
+async def generate_task(model: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+    """Submit a task; answers ``{code, message, data: {taskId}}``."""
+    mode = _model(model)
+    body = await common.read_body(request, GenerateTask)
+    task = await common.submit(runtime, key, body.to_payload(mode), base_url, names=NAMES, messages=MESSAGES,
+                               callback_format="apixo")
+    return envelope({"taskId": task.id})
+
+
+@router.get("/statusTask/{model}")
+async def status_task(model: str, runtime: RuntimeDep, key: KeyDep, task_id: Annotated[str, Query(alias="taskId")]
+                      ) -> dict:
+    """Poll a task: state pending | processing | success | failed, resultJson once it succeeded."""
+    _model(model)
+    task = await common.get(runtime, key, task_id)
+    return envelope(task_data(task, common.view(runtime, task), model))
+
+
+# the callback carries the same {code, message, data} as the status response
+callbacks.register("apixo", lambda task, public: envelope(task_data(task, public)))

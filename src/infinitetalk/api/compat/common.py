@@ -1,0 +1,133 @@
+"""What every provider translator shares: a route class that answers errors in the provider's shape,
+submit/get/wait on the one task service, and small conversions (times, output URLs, safety flags).
+
+Nothing here knows a provider; each ``compat/<provider>/`` package holds its wire models (``protocol.py``)
+and a thin router that maps them to a GenerationRequest and the task back to its response shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from infinitetalk.api.submission import read_json
+from infinitetalk.api.waiting import wait_for_end
+from infinitetalk.errors import InfiniteTalkError, InvalidRequest
+from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
+from infinitetalk.tasks.runtime import Runtime
+from infinitetalk.tasks.schemas import TaskPublic
+from infinitetalk.tasks.views import task_public
+
+M = TypeVar("M", bound=BaseModel)
+#: Turns one of our errors into the provider's error response.
+ErrorRenderer = Callable[[InfiniteTalkError], Response]
+
+
+def translating_route(render: ErrorRenderer) -> type[APIRoute]:
+    """An APIRoute whose errors (auth and limits from dependencies, validation, the service's own) are
+    answered by ``render`` instead of the app's native ``{"error": ...}`` envelope."""
+
+    class ProviderRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except InfiniteTalkError as exc:
+                    return render(exc)
+                except RequestValidationError as exc:
+                    return render(invalid(exc.errors()))
+
+            return handle
+
+    return ProviderRoute
+
+
+def invalid(errors: list) -> InvalidRequest:
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    field = ".".join(loc) or None
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return InvalidRequest(f"{field}: {message}" if field else message, field=field)
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """The JSON body as the provider's wire model; pydantic's first error as one InvalidRequest."""
+    payload, _ = await read_json(request)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid(exc.errors()) from None
+
+
+def rename_fields(exc: InvalidRequest, names: dict[str, str], messages: dict[str, str] | None = None) -> None:
+    """Say a canonical field (``seed``, ``mask.0``) by the provider's name (``input.seed``), or replace the
+    message by the provider's documented one, in place."""
+    field = exc.field or ""
+    if field in (messages or {}):
+        exc.message = messages[field]  # type: ignore[index]
+    elif field in names:
+        exc.message = names[field] + exc.message.removeprefix(field)
+    if field in names:
+        exc.field = names[field]
+
+
+async def submit(runtime: Runtime, key: ApiKey | None, payload: dict, base_url: str, *,
+                 names: dict[str, str] | None = None, messages: dict[str, str] | None = None,
+                 callback_format: str | None = None, min_billed_seconds: int | None = None) -> Task:
+    """Submit a canonical payload (GenerationRequest fields + callback_url) to the task service."""
+    try:
+        task, _ = await run_in_threadpool(
+            runtime.service.submit, key=key, payload=payload, base_url=base_url,
+            callback_format=callback_format if payload.get("callback_url") else None,
+            min_billed_seconds=min_billed_seconds,
+        )
+    except InvalidRequest as exc:
+        rename_fields(exc, names or {}, messages)
+        raise
+    return task
+
+
+async def get(runtime: Runtime, key: ApiKey | None, task_id: str) -> Task:
+    return await run_in_threadpool(runtime.service.get, key=key, task_id=task_id)
+
+
+async def wait(runtime: Runtime, key: ApiKey | None, task_id: str, seconds: float) -> Task:
+    """The task once it has ended, or as it is after ``seconds``."""
+    return await wait_for_end(runtime, key, task_id, seconds)
+
+
+def view(runtime: Runtime, task: Task) -> TaskPublic:
+    return task_public(task, storage=runtime.storage, settings=runtime.settings)
+
+
+def video_url(public: TaskPublic) -> str | None:
+    return public.outputs[0].url if public.outputs else None
+
+
+def nsfw_flags(task: Task) -> list[bool]:
+    """One flag per output that a safety checker looked at; outputs nobody checked are left out."""
+    if task.state is not TaskStatus.SUCCEEDED:
+        return []
+    return [bool(meta["nsfw"]) for meta in (task.outputs or {}).values() if meta.get("nsfw") is not None]
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    """Unix milliseconds of a naive-UTC time from the store."""
+    return round(moment.replace(tzinfo=UTC).timestamp() * 1000) if moment else None
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.replace(tzinfo=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+
+
+def ms_between(start: datetime | None, end: datetime | None) -> int | None:
+    return round((end - start).total_seconds() * 1000) if start and end else None

@@ -1,0 +1,59 @@
+"""EachLabs-compatible routes: ``POST /v1/prediction/``, ``GET /v1/prediction/{id}``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from infinitetalk.api.compat import common
+from infinitetalk.api.compat.eachlabs.protocol import (
+    MODELS, NAMES, CreatePrediction, EachLabsLimits, error_body, prediction, webhook,
+)
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
+from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.tasks import callbacks
+from infinitetalk.tasks.errors import NotFound
+
+HTTP = {402: 402, 413: 400, 409: 400, 499: 400}
+
+
+def render_error(exc: InfiniteTalkError) -> JSONResponse:
+    status = HTTP.get(exc.http_status, exc.http_status)
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    return JSONResponse(error_body(exc.message, exc.code), status_code=status, headers=headers)
+
+
+router = APIRouter(prefix="/v1/prediction", tags=["compat: EachLabs"],
+                   route_class=common.translating_route(render_error))
+
+
+@router.post("/")
+@router.post("", include_in_schema=False)
+async def create(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+    """Create a prediction; answers its ``predictionID``."""
+    body = await common.read_body(request, CreatePrediction)
+    if body.model not in MODELS:
+        raise NotFound(f"model {body.model} not found; available: {', '.join(MODELS)}")
+    try:
+        given = MODELS[body.model].model_validate(body.input)
+    except ValidationError as exc:
+        error = common.invalid(exc.errors())
+        common.rename_fields(error, {error.field or "": f"input.{error.field}"})
+        raise error from None
+    payload = given.to_payload()
+    if body.webhook_url:
+        payload["callback_url"] = body.webhook_url
+    task = await common.submit(runtime, EachLabsLimits().apply(key), payload, base_url, names=NAMES,
+                               callback_format="eachlabs")
+    return {"status": "success", "message": "Prediction created successfully", "predictionID": task.id}
+
+
+@router.get("/{prediction_id}")
+async def get_prediction(prediction_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
+    """status processing | success | error; output (the video URL); metrics.predict_time in seconds."""
+    task = await common.get(runtime, key, prediction_id)
+    return prediction(task, common.view(runtime, task))
+
+
+callbacks.register("eachlabs", webhook)

@@ -1,0 +1,96 @@
+"""RunPod-compatible serverless routes under ``/v2/{endpoint_id}``: run, runsync, status, cancel, health.
+Its SDK builds every URL from ``RUNPOD_ENDPOINT_BASE_URL`` (set it to ``<our base URL>/v2``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from infinitetalk.api.compat import common
+from infinitetalk.api.compat.runpod.protocol import ENDPOINTS, NAMES, RUNSYNC_WAIT_S, RunRequest, job
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
+from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.tasks.errors import Conflict, NotFound
+from infinitetalk.tasks import callbacks
+from infinitetalk.tasks.models import TaskStatus
+
+HTTP = {413: 400, 409: 400, 499: 400}
+
+
+def render_error(exc: InfiniteTalkError) -> JSONResponse:
+    status = HTTP.get(exc.http_status, exc.http_status)
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    # the documented 400 body is {status: FAILED, error}; other errors carry just the error
+    body = {"status": "FAILED", "error": exc.message} if status == 400 else {"error": exc.message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+router = APIRouter(prefix="/v2/{endpoint_id}", tags=["compat: RunPod"],
+                   route_class=common.translating_route(render_error))
+
+
+def _endpoint(endpoint_id: str) -> str:
+    if endpoint_id not in ENDPOINTS:
+        raise NotFound(f"endpoint {endpoint_id} not found")
+    return ENDPOINTS[endpoint_id]
+
+
+@router.post("/run")
+async def run(endpoint_id: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+    """Queue a job; answers ``{id, status: IN_QUEUE}``."""
+    mode = _endpoint(endpoint_id)
+    body = await common.read_body(request, RunRequest)
+    task = await common.submit(runtime, key, body.to_payload(mode), base_url, names=NAMES, callback_format="runpod")
+    return {"id": task.id, "status": job(task, common.view(runtime, task))["status"]}
+
+
+@router.post("/runsync")
+async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep,
+                  wait: Annotated[int | None, Query(ge=1000, le=300_000, description="ms to hold the request")] = None
+                  ) -> dict:
+    """Run and answer when the job ends (or, after the wait, with the job still in progress)."""
+    mode = _endpoint(endpoint_id)
+    body = await common.read_body(request, RunRequest)
+    task = await common.submit(runtime, key, body.to_payload(mode), base_url, names=NAMES, callback_format="runpod")
+    task = await common.wait(runtime, key, task.id, (wait / 1000) if wait else RUNSYNC_WAIT_S)
+    return job(task, common.view(runtime, task))
+
+
+@router.get("/status/{job_id}")
+async def status(endpoint_id: str, job_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
+    _endpoint(endpoint_id)
+    task = await common.get(runtime, key, job_id)
+    return job(task, common.view(runtime, task))
+
+
+@router.post("/cancel/{job_id}")
+def cancel(endpoint_id: str, job_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
+    """Cancel; a job that already ended keeps its status."""
+    _endpoint(endpoint_id)
+    try:
+        task = runtime.service.cancel(key=key, task_id=job_id)
+    except Conflict:
+        task = runtime.service.get(key=key, task_id=job_id)
+    return {"id": task.id, "status": job(task, common.view(runtime, task))["status"]}
+
+
+@router.get("/health")
+def health(endpoint_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
+    """Jobs of this key by state (the first 100 of each) and this server's workers."""
+    _endpoint(endpoint_id)
+    counts = {}
+    for state in TaskStatus:
+        tasks, _ = runtime.service.list(key=key, limit=100, status=state)
+        counts[state] = len(tasks)
+    running = counts[TaskStatus.RUNNING]
+    workers = runtime.settings.workers
+    return {"jobs": {"completed": counts[TaskStatus.SUCCEEDED], "failed": counts[TaskStatus.FAILED],
+                     "inProgress": running, "inQueue": counts[TaskStatus.QUEUED], "retried": 0},
+            "workers": {"idle": max(workers - running, 0), "running": min(running, workers), "ready": workers,
+                        "initializing": 0, "throttled": 0, "unhealthy": 0}}
+
+
+# a ``webhook`` gets the job as the status route shows it
+callbacks.register("runpod", job)

@@ -1,0 +1,99 @@
+"""Segmind-compatible routes: ``POST /v1/infinite-talk`` (synchronous), ``POST /v2/infinite-talk`` and the
+v2 request status/result routes its SDK polls (``SegmindClient(base_url=".../v1").submit_async(...).wait()``)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from infinitetalk.api.compat import common
+from infinitetalk.api.compat.segmind.protocol import (
+    MODELS, NAMES, RESULT_RETENTION_S, InfiniteTalkInput, error_text, result_body, status_body, submitted,
+)
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
+from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.tasks.errors import NotFound
+from infinitetalk.tasks.models import ApiKey, Task, TaskStatus, utcnow
+from infinitetalk.tasks.runtime import Runtime
+
+#: Our status -> Segmind's documented one: 406 is its "Insufficient Credits".
+HTTP = {402: 406, 413: 400, 409: 400, 499: 400}
+#: A FAILED request is served as HTTP 422, the error in the body.
+FAILED_HTTP = 422
+
+
+def render_error(exc: InfiniteTalkError) -> JSONResponse:
+    status = HTTP.get(exc.http_status, exc.http_status)
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    return JSONResponse({"error": exc.message}, status_code=status, headers=headers)
+
+
+router = APIRouter(tags=["compat: Segmind"], route_class=common.translating_route(render_error))
+
+
+def _model(slug: str) -> None:
+    if slug not in MODELS:
+        raise NotFound(f"Model not found: {slug}")
+
+
+async def _submit(slug: str, request: Request, runtime: Runtime, key: ApiKey | None, base_url: str
+                  ) -> tuple[Task, InfiniteTalkInput]:
+    _model(slug)
+    body = await common.read_body(request, InfiniteTalkInput)
+    return await common.submit(runtime, key, body.to_payload(), base_url, names=NAMES), body
+
+
+async def _kept(runtime: Runtime, key: ApiKey | None, request_id: str) -> Task:
+    """The task, unless it ended more than the retention time ago (then: unknown, like Segmind)."""
+    task = await common.get(runtime, key, request_id)
+    if task.finished_at and utcnow() - task.finished_at > timedelta(seconds=RESULT_RETENTION_S):
+        raise NotFound(f"request {request_id} not found or expired (results are kept for 1 hour)")
+    return task
+
+
+def _json(body: dict, task: Task) -> JSONResponse:
+    return JSONResponse(body, status_code=FAILED_HTTP if body["status"] == "FAILED" else 200)
+
+
+@router.post("/v2/{slug}")
+async def submit_v2(slug: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+    """Queue a request; answers request_id, status_url and response_url."""
+    task, _ = await _submit(slug, request, runtime, key, base_url)
+    return submitted(task, base_url)
+
+
+@router.get("/v2/requests/{request_id}/status")
+async def request_status(request_id: str, runtime: RuntimeDep, key: KeyDep) -> JSONResponse:
+    """QUEUED | PROCESSING | COMPLETED | FAILED (422, with the error)."""
+    task = await _kept(runtime, key, request_id)
+    return _json(status_body(task), task)
+
+
+@router.get("/v2/requests/{request_id}")
+async def request_result(request_id: str, runtime: RuntimeDep, key: KeyDep) -> JSONResponse:
+    """The final body: status, output (the video URL) and metrics."""
+    task = await _kept(runtime, key, request_id)
+    return _json(result_body(task, common.view(runtime, task)), task)
+
+
+@router.post("/v1/{slug}")
+async def run_sync(slug: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> Response:
+    """Run and answer with the video itself (or ``{"video": <base64>}`` when ``base64`` is true)."""
+    task, body = await _submit(slug, request, runtime, key, base_url)
+    task = await common.wait(runtime, key, task.id, runtime.settings.max_wait_s)
+    if not task.state.terminal:
+        return JSONResponse({"error": f"Timeout: still running after {runtime.settings.max_wait_s} s; poll "
+                                      f"{base_url}/v2/requests/{task.id}/status"}, status_code=504)
+    if task.state is not TaskStatus.SUCCEEDED:
+        caller = task.error_code in ("BadRequest", "NoFaceDetected", "SensitiveContent", "PromptInvalid")
+        return JSONResponse({"error": error_text(task)}, status_code=400 if caller else 500)
+    name = next(iter(task.outputs or {"video.mp4": {}}))
+    path = runtime.storage.output_path(task.id, name)
+    if body.base64:
+        encoded = await run_in_threadpool(lambda: base64.b64encode(path.read_bytes()).decode())
+        return JSONResponse({"video": encoded, "request_id": task.id})
+    return FileResponse(path, media_type="video/mp4", filename=name, headers={"X-Request-Id": task.id})

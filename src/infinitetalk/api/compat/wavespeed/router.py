@@ -1,0 +1,103 @@
+"""WaveSpeed-compatible routes: ``POST /api/v3/wavespeed-ai/infinitetalk[/video-to-video|/multi]``,
+``GET /api/v3/predictions/{id}/result``, and the media uploads its SDK's ``Client.upload`` uses."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from fastapi import APIRouter, File, Request, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from infinitetalk.api.compat import common
+from infinitetalk.api.compat.wavespeed.protocol import (
+    MAX_UPLOAD_BYTES, MIN_BILLED_SECONDS, MODELS, NAMES, UploadTicketRequest, envelope, prediction,
+)
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
+from infinitetalk.errors import InfiniteTalkError, InputTooLarge, InvalidRequest
+from infinitetalk.tasks.errors import NotFound
+from infinitetalk.tasks.staging import save_upload
+
+HTTP = {413: 400, 409: 400, 499: 400}
+
+
+def render_error(exc: InfiniteTalkError) -> JSONResponse:
+    status = HTTP.get(exc.http_status, exc.http_status)
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    return JSONResponse(envelope(None, code=status, message=exc.message), status_code=status, headers=headers)
+
+
+router = APIRouter(prefix="/api/v3", tags=["compat: WaveSpeed"], route_class=common.translating_route(render_error))
+
+
+@router.post("/media/uploads")
+async def upload_ticket(body: UploadTicketRequest, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+    """Step 1 of ``Client.upload``: make an empty upload and say where to PUT its bytes."""
+    if body.size is not None and body.size > MAX_UPLOAD_BYTES:
+        raise InputTooLarge(f"size: files up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted", field="size")
+    upload = await run_in_threadpool(save_upload, runtime.storage, runtime.settings, key_id=key.id if key else None,
+                                     filename=body.filename, data_chunks=[])
+    # the upload id (128 random bits) is the PUT's permission, as a presigned URL's signature would be
+    upload_instruction = {"method": "PUT", "url": f"{base_url}/api/v3/media/uploads/{upload.id}",
+                          "headers": {"Content-Type": body.content_type or "application/octet-stream"}}
+    return envelope({"upload": upload_instruction, "download_url": f"{base_url}/v1/uploads/{upload.id}",
+                     "expires_at": upload.expires_at.isoformat()})
+
+
+@router.put("/media/uploads/{upload_id}")
+async def upload_bytes(upload_id: str, request: Request, runtime: RuntimeDep) -> dict:
+    """Step 2: the file's bytes, once, into the upload made in step 1."""
+    folder = runtime.storage.upload_dir(upload_id)
+    target = next((p for p in folder.iterdir() if p.name != ".owner"), None) if folder.is_dir() else None
+    if target is None:
+        raise NotFound(f"no upload {upload_id}")
+    if target.stat().st_size:
+        raise InvalidRequest(f"upload {upload_id} already has its file; ask for a new upload")
+    size, partial = 0, target.with_name(target.name + ".part")
+    with open(partial, "wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                out.close()
+                os.unlink(partial)
+                raise InputTooLarge(f"files up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted")
+            out.write(chunk)
+    os.replace(partial, target)
+    return envelope({"size": size})
+
+
+@router.post("/media/upload/binary")
+async def upload_binary(file: Annotated[UploadFile, File()], runtime: RuntimeDep, key: KeyDep,
+                        base_url: BaseUrlDep) -> dict:
+    """The older one-step upload (multipart ``file``)."""
+    if file.size is not None and file.size > MAX_UPLOAD_BYTES:
+        raise InputTooLarge(f"file: files up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted", field="file")
+    chunks = iter(lambda: file.file.read(1 << 20), b"")
+    upload = await run_in_threadpool(save_upload, runtime.storage, runtime.settings, key_id=key.id if key else None,
+                                     filename=file.filename or "upload", data_chunks=chunks)
+    return envelope({"type": "file", "download_url": f"{base_url}/v1/uploads/{upload.id}",
+                     "filename": upload.filename, "size": upload.size})
+
+
+@router.get("/predictions/{prediction_id}/result")
+async def result(prediction_id: str, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+    """The prediction as it is now: status created | processing | completed | failed, outputs when completed."""
+    task = await common.get(runtime, key, prediction_id)
+    return envelope(prediction(task, common.view(runtime, task), base_url))
+
+
+@router.post("/{model:path}")
+async def submit(model: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+    """Submit to a model path; with ``enable_sync_mode`` the answer waits for the end of the task."""
+    if model not in MODELS:
+        raise NotFound(f"model {model} not found; available: {', '.join(MODELS)}")
+    body = await common.read_body(request, MODELS[model])
+    task = await common.submit(runtime, key, body.to_payload(), base_url, names=NAMES,
+                               min_billed_seconds=MIN_BILLED_SECONDS)
+    if body.enable_sync_mode:
+        task = await common.wait(runtime, key, task.id, runtime.settings.max_wait_s)
+    data = prediction(task, common.view(runtime, task), base_url)
+    if body.enable_sync_mode and not task.state.terminal:
+        data["error"] = f"Sync mode timed out after {runtime.settings.max_wait_s} s; the task is still running"
+    return envelope(data)

@@ -1,0 +1,73 @@
+"""Real parts for the provider-compatibility tests: the server in a subprocess (uvicorn on loopback, the
+default preview engine, keys required), a loopback file server with real speech, portraits and a short video,
+and a webhook receiver. The server/file-server/receiver classes are the API tests' own (tests/api)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+
+from api_servers import FileServer, Server, WebhookReceiver, make_key  # noqa: E402
+
+from infinitetalk.media.video import Mp4Writer  # noqa: E402
+
+
+def _two_people(left: Path, right: Path, path: Path) -> Path:
+    """Two portraits side by side: a picture with two faces for the multi-speaker routes."""
+    with Image.open(left) as first, Image.open(right) as second:
+        a, b = first.convert("RGB"), second.convert("RGB")
+    height = min(a.height, b.height)
+    a, b = (im.resize((round(im.width * height / im.height), height)) for im in (a, b))
+    both = Image.new("RGB", (a.width + b.width, height))
+    both.paste(a, (0, 0))
+    both.paste(b, (a.width, 0))
+    both.save(path)
+    return path
+
+
+def _portrait_video(portrait: Path, path: Path, *, seconds: float = 2.0, fps: int = 25) -> Path:
+    """A short MP4 of the portrait drifting slowly: a source video for the video-to-video routes."""
+    with Image.open(portrait) as picture:
+        image = np.asarray(picture.convert("RGB").resize((448, 512)))
+    with Mp4Writer(path, width=448, height=512, fps=fps) as writer:
+        for i in range(round(seconds * fps)):
+            writer.write(np.roll(image, i // 5, axis=1))
+    return path
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path, grace_hopper_path: Path,
+          astronaut_path: Path, noise_png: Path) -> Iterator[FileServer]:
+    """Serves short.wav (~2 s of speech), grace_hopper.jpg, noise.png (no face), mask.png (all white),
+    two_people.png and portrait.mp4 on loopback."""
+    root = tmp_path_factory.mktemp("compat-files")
+    for source in (short_speech_wav, grace_hopper_path, noise_png):
+        (root / source.name).write_bytes(source.read_bytes())
+    with Image.open(grace_hopper_path) as portrait:
+        Image.new("L", portrait.size, 255).save(root / "mask.png")
+    _two_people(grace_hopper_path, astronaut_path, root / "two_people.png")
+    _portrait_video(grace_hopper_path, root / "portrait.mp4")
+    with FileServer(root) as server:
+        yield server
+
+
+def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str] | None = None
+                 ) -> tuple[Server, dict]:
+    """A server that requires keys, with one funded key (returned as make_key's dict)."""
+    data_dir = tmp_path_factory.mktemp(f"{name}-data")
+    key = make_key(data_dir, name, balance=100.0)
+    server = Server(data_dir, env={"INFINITETALK_ENGINE": "auto", **(env or {})}).start()
+    return server, key
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
