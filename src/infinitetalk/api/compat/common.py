@@ -68,7 +68,7 @@ async def read_body(request: Request, model: type[M]) -> M:
         raise invalid(exc.errors()) from None
 
 
-def rename_fields(exc: InvalidRequest, names: dict[str, str], messages: dict[str, str] | None = None) -> None:
+def rename_fields(exc: InfiniteTalkError, names: dict[str, str], messages: dict[str, str] | None = None) -> None:
     """Say a canonical field (``seed``, ``mask.0``) by the provider's name (``input.seed``), or replace the
     message by the provider's documented one, in place."""
     field = exc.field or ""
@@ -90,7 +90,7 @@ async def submit(runtime: Runtime, key: ApiKey | None, payload: dict, base_url: 
             callback_format=callback_format if payload.get("callback_url") else None,
             min_billed_seconds=min_billed_seconds,
         )
-    except InvalidRequest as exc:
+    except InfiniteTalkError as exc:  # a bad value, or an input URL that could not be fetched
         rename_fields(exc, names or {}, messages)
         raise
     return task
