@@ -14,7 +14,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from api_servers import FileServer, Server, WebhookReceiver, make_key  # noqa: E402
+from api_servers import FileServer, WebhookReceiver  # noqa: E402
 
 from infinitetalk.media.video import Mp4Writer  # noqa: E402
 
@@ -56,15 +56,6 @@ def files(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path, grac
     _portrait_video(grace_hopper_path, root / "portrait.mp4")
     with FileServer(root) as server:
         yield server
-
-
-def start_server(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str] | None = None
-                 ) -> tuple[Server, dict]:
-    """A server that requires keys, with one funded key (returned as make_key's dict)."""
-    data_dir = tmp_path_factory.mktemp(f"{name}-data")
-    key = make_key(data_dir, name, balance=100.0)
-    server = Server(data_dir, env={"INFINITETALK_ENGINE": "auto", **(env or {})}).start()
-    return server, key
 
 
 @pytest.fixture

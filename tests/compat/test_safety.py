@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_servers import FileServer, Server, wait_until
-from conftest import start_server
+from compat_servers import start_server
 
 from infinitetalk.errors import InvalidRequest
 from infinitetalk.tasks.safety import NOT_CHECKED, NoChecker, load_checker

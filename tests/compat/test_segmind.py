@@ -4,14 +4,14 @@ routes its SDK polls, the synchronous v1 route, FAILED as 422, retention and err
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from api_servers import FileServer, Server, make_key, wait_until
-from conftest import start_server
+from compat_servers import start_server
 from media_checks import assert_mp4, assert_playable_video
 from segmind import InferenceFailed, SegmindClient
 
@@ -53,7 +53,8 @@ def documented_payload(files: FileServer) -> dict:
     }
 
 
-def test_documented_sdk_example(segmind: tuple[Server, dict], files: FileServer, tmp_path: Path, make_client) -> None:
+def test_documented_sdk_example(segmind: tuple[Server, dict], files: FileServer, tmp_path: Path,
+                                make_client: Callable[..., SegmindClient]) -> None:
     server, key = segmind
     client = make_client(api_key=key["key"], base_url=f"{server.url}/v1")
     job = client.submit_async("infinite-talk", **documented_payload(files))
@@ -92,7 +93,8 @@ def test_v2_over_http(segmind: tuple[Server, dict], files: FileServer) -> None:
     assert set(result) >= {"status", "output", "metrics"}
 
 
-def test_failed_is_422_with_the_error(segmind: tuple[Server, dict], files: FileServer, make_client) -> None:
+def test_failed_is_422_with_the_error(segmind: tuple[Server, dict], files: FileServer,
+        make_client: Callable[..., SegmindClient]) -> None:
     server, key = segmind
     client = make_client(api_key=key["key"], base_url=f"{server.url}/v1")
     job = client.submit_async("infinite-talk", **{**documented_payload(files), "image": files.url("noise.png")})
@@ -104,7 +106,8 @@ def test_failed_is_422_with_the_error(segmind: tuple[Server, dict], files: FileS
     assert httpx.get(job.response_url, headers={"x-api-key": key["key"]}).status_code == 422
 
 
-def test_v1_is_synchronous(segmind: tuple[Server, dict], files: FileServer, tmp_path: Path, make_client) -> None:
+def test_v1_is_synchronous(segmind: tuple[Server, dict], files: FileServer, tmp_path: Path,
+                                make_client: Callable[..., SegmindClient]) -> None:
     server, key = segmind
     client = make_client(api_key=key["key"], base_url=f"{server.url}/v1", timeout=300)
     response = client.run_sync("infinite-talk", **documented_payload(files))
@@ -116,7 +119,8 @@ def test_v1_is_synchronous(segmind: tuple[Server, dict], files: FileServer, tmp_
     assert_mp4(tmp_path / "b64.mp4")
 
 
-def test_results_expire_after_an_hour(segmind: tuple[Server, dict], files: FileServer, make_client) -> None:
+def test_results_expire_after_an_hour(segmind: tuple[Server, dict], files: FileServer,
+        make_client: Callable[..., SegmindClient]) -> None:
     server, key = segmind
     client = make_client(api_key=key["key"], base_url=f"{server.url}/v1")
     job = client.submit_async("infinite-talk", **documented_payload(files))

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_servers import FileServer, Server, wait_until
-from conftest import start_server
+from compat_servers import start_server
 from media_checks import assert_playable_video
 from wavespeed import Client
 

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from infinitetalk.api.compat import common
 from infinitetalk.errors import InvalidRequest
 from infinitetalk.tasks.models import Task, TaskStatus
 from infinitetalk.tasks.schemas import TaskPublic
-from infinitetalk.api.compat import common
 
 #: Model IDs in the path -> the mode they run. APIXO's InfiniteTalk is image-to-video only.
 MODELS = {"infinitetalk": "image-to-video"}

@@ -8,7 +8,13 @@ from pydantic import ValidationError
 
 from infinitetalk.api.compat import common
 from infinitetalk.api.compat.eachlabs.protocol import (
-    MODELS, NAMES, CreatePrediction, EachLabsLimits, error_body, prediction, webhook,
+    MODELS,
+    NAMES,
+    CreatePrediction,
+    EachLabsLimits,
+    error_body,
+    prediction,
+    webhook,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError

@@ -12,8 +12,8 @@ from infinitetalk.api.compat import common
 from infinitetalk.api.compat.runpod.protocol import ENDPOINTS, NAMES, RUNSYNC_WAIT_S, RunRequest, job
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks.errors import Conflict, NotFound
 from infinitetalk.tasks import callbacks
+from infinitetalk.tasks.errors import Conflict, NotFound
 from infinitetalk.tasks.models import TaskStatus
 
 HTTP = {413: 400, 409: 400, 499: 400}

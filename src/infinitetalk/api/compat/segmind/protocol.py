@@ -41,8 +41,9 @@ class InfiniteTalkInput(BaseModel):
 
 
 def submitted(task: Task, base_url: str) -> dict:
-    return {"request_id": task.id, "status": STATES[task.state],
-            "status_url": f"{base_url}/v2/requests/{task.id}/status", "response_url": f"{base_url}/v2/requests/{task.id}"}
+    response_url = f"{base_url}/v2/requests/{task.id}"
+    return {"request_id": task.id, "status": STATES[task.state], "status_url": f"{response_url}/status",
+            "response_url": response_url}
 
 
 def status_body(task: Task) -> dict:

@@ -12,7 +12,14 @@ from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.compat import common
 from infinitetalk.api.compat.segmind.protocol import (
-    MODELS, NAMES, RESULT_RETENTION_S, InfiniteTalkInput, error_text, result_body, status_body, submitted,
+    MODELS,
+    NAMES,
+    RESULT_RETENTION_S,
+    InfiniteTalkInput,
+    error_text,
+    result_body,
+    status_body,
+    submitted,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError
@@ -55,7 +62,7 @@ async def _kept(runtime: Runtime, key: ApiKey | None, request_id: str) -> Task:
     return task
 
 
-def _json(body: dict, task: Task) -> JSONResponse:
+def _json(body: dict) -> JSONResponse:
     return JSONResponse(body, status_code=FAILED_HTTP if body["status"] == "FAILED" else 200)
 
 
@@ -70,14 +77,14 @@ async def submit_v2(slug: str, request: Request, runtime: RuntimeDep, key: KeyDe
 async def request_status(request_id: str, runtime: RuntimeDep, key: KeyDep) -> JSONResponse:
     """QUEUED | PROCESSING | COMPLETED | FAILED (422, with the error)."""
     task = await _kept(runtime, key, request_id)
-    return _json(status_body(task), task)
+    return _json(status_body(task))
 
 
 @router.get("/v2/requests/{request_id}")
 async def request_result(request_id: str, runtime: RuntimeDep, key: KeyDep) -> JSONResponse:
     """The final body: status, output (the video URL) and metrics."""
     task = await _kept(runtime, key, request_id)
-    return _json(result_body(task, common.view(runtime, task)), task)
+    return _json(result_body(task, common.view(runtime, task)))
 
 
 @router.post("/v1/{slug}")

@@ -12,7 +12,13 @@ from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.compat import common
 from infinitetalk.api.compat.wavespeed.protocol import (
-    MAX_UPLOAD_BYTES, MIN_BILLED_SECONDS, MODELS, NAMES, UploadTicketRequest, envelope, prediction,
+    MAX_UPLOAD_BYTES,
+    MIN_BILLED_SECONDS,
+    MODELS,
+    NAMES,
+    UploadTicketRequest,
+    envelope,
+    prediction,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError, InputTooLarge, InvalidRequest
