@@ -22,4 +22,7 @@ python3 -m venv .venv
 # any other request for torch pulls several GB of CUDA packages.
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[neural,dev]'
+# The RunPod SDK for the compatibility tests, without its own requirements (see the file's header).
+.venv/bin/python -m pip install -q -r tests/compat/requirements-runpod.txt
+.venv/bin/python -m pip install -q --no-deps runpod==1.12.0
 echo "installed: $(.venv/bin/infinitetalk --version)"
