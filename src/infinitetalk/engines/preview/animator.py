@@ -1,0 +1,85 @@
+"""One animated face: its crop, its rigs, and the per-frame warp that puts them together.
+
+Only a crop around the head is ever warped; the rest of the picture is copied as is. Per
+frame: head motion gives a smooth backward map over the crop; the mouth (and, while
+blinking, the eyes) add their exact column-wise inverses on top, sampled where the head
+motion looks; one cv2.remap warps the crop; the mouth interior is painted into the gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from infinitetalk.engines.preview import landmarks as lm
+from infinitetalk.engines.preview.eyes import EyeRig
+from infinitetalk.engines.preview.head import HeadRig
+from infinitetalk.engines.preview.interior import paint_interior, palette_from
+from infinitetalk.engines.preview.landmarks import Face
+from infinitetalk.engines.preview.mouth import MouthPose, MouthRig
+
+_CROP_MARGIN = 0.7  # of the face's size, around its landmarks
+
+
+@dataclass(frozen=True)
+class FacePose:
+    open: float
+    shape: float
+    blink: float
+    head_dx: float
+    head_dy: float
+    head_angle: float
+
+
+class FaceAnimator:
+    def __init__(self, image: np.ndarray, face: Face, rng: np.random.Generator) -> None:
+        h, w = image.shape[:2]
+        fx0, fy0, fx1, fy1 = face.box
+        fw, fh = fx1 - fx0, fy1 - fy0
+        x0 = max(0, int(fx0 - _CROP_MARGIN * fw))
+        x1 = min(w, int(np.ceil(fx1 + _CROP_MARGIN * fw)))
+        y0 = max(0, int(fy0 - (_CROP_MARGIN + 0.15) * fh))
+        y1 = min(h, int(np.ceil(fy1 + _CROP_MARGIN * fh)))
+        self.box = (x0, y0, x1, y1)
+        self.source = np.ascontiguousarray(image[y0:y1, x0:x1])
+        pts = face.points - np.array([x0, y0], np.float32)
+        size = (x1 - x0, y1 - y0)
+        self.eye_px = face.eye_distance
+        self.mouth = MouthRig(pts, size)
+        self.eyes = [EyeRig(pts, side, size) for side in ("right", "left")]
+        self.head = HeadRig((fx0 - x0, fy0 - y0, fx1 - x0, fy1 - y0), pts[lm.CHIN], size)
+        outer = np.concatenate([pts[list(lm.OUTER_UPPER)], pts[list(lm.OUTER_LOWER)][::-1]])
+        inner = np.concatenate([pts[list(lm.INNER_UPPER)], pts[list(lm.INNER_LOWER)][::-1]])
+        nose = pts[lm.NOSE_TIP]
+        r = int(0.25 * self.eye_px)
+        cheek = (int(nose[0] - 3 * r), int(nose[1] - r), int(nose[0] + 3 * r), int(nose[1] + r))
+        self.palette = palette_from(self.source, outer, inner, cheek)
+        # A fixed, seeded grain so painted areas are not flat colour.
+        grain = rng.normal(0, 1, (size[1], size[0])).astype(np.float32)
+        self.grain = 1 + 0.06 * cv2.GaussianBlur(grain, (0, 0), 0.8) / 0.35
+
+    def render(self, frame: np.ndarray, pose: FacePose) -> None:
+        """Draw this face in ``pose`` into ``frame`` (in place)."""
+        move = (pose.head_dx, pose.head_dy, pose.head_angle)
+        mapping = self.head.backward_map(*move)
+        mouth_pose = MouthPose(open=pose.open, shape=pose.shape)
+        self._add_local(mapping, self.mouth.warp, *self.mouth.forward_tables(mouth_pose))
+        if pose.blink > 0.01:
+            for eye in self.eyes:
+                self._add_local(mapping, eye.warp, *eye.forward_tables(pose.blink))
+        crop = cv2.remap(self.source, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if pose.open > 0.01:
+            upper, lower = self.mouth.inner_lips(mouth_pose)
+            upper = self.head.forward_points(upper, *move)
+            lower = self.head.forward_points(lower, *move)
+            paint_interior(crop, upper, lower, self.eye_px, self.palette, self.grain)
+        x0, y0, x1, y1 = self.box
+        frame[y0:y1, x0:x1] = crop
+
+    @staticmethod
+    def _add_local(mapping: np.ndarray, warp, fwd_u: np.ndarray, fwd_v: np.ndarray) -> None:
+        x0, y0, x1, y1 = warp.roi
+        at = mapping[y0:y1, x0:x1]
+        mapping[y0:y1, x0:x1] = at + warp.backward(fwd_u, fwd_v, at)

@@ -1,0 +1,119 @@
+"""Face landmarks for the preview engine: mediapipe's face mesh, with a second pass for small faces.
+
+The face mesh finds faces that fill a fair part of the picture; a face 60-120 px wide in
+a 640 px frame is often missed. So when the mesh finds fewer faces than the full-range
+face detector, each detector box it missed is cropped with a margin, upscaled, meshed on
+its own and mapped back.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: Faces narrower than this (output pixels, eye corner to eye corner x 2.2) are too small to animate.
+MIN_FACE_PX = 40
+_UPSCALE_TO = 384  # side of the crop a small face is meshed on
+_MARGIN = 0.6  # crop margin around a detector box, as a share of the box size
+
+# mediapipe's graphs are not safe to share between threads; one lock keeps a worker with
+# several engine threads correct (detection runs once per video, so it costs nothing).
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: 478 mesh points (x, y) in output pixels."""
+
+    points: np.ndarray  # float32 (478, 2)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        x0, y0 = self.points.min(axis=0)
+        x1, y1 = self.points.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+    @property
+    def eye_distance(self) -> float:
+        """Distance between the eye centres, the face's unit of length."""
+        return float(np.linalg.norm(eye_centre(self.points, "left") - eye_centre(self.points, "right")))
+
+    @property
+    def width(self) -> float:
+        x0, _, x1, _ = self.box
+        return x1 - x0
+
+
+# Landmark indices of the mediapipe face mesh (canonical topology).
+RIGHT_EYE = (33, 133, 159, 145)  # outer corner, inner corner, upper lid, lower lid (image left)
+LEFT_EYE = (263, 362, 386, 374)
+MOUTH_CORNERS = (61, 291)
+INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+CHIN, NOSE_TIP, FOREHEAD = 152, 1, 10
+
+
+def eye_centre(points: np.ndarray, side: str) -> np.ndarray:
+    idx = LEFT_EYE if side == "left" else RIGHT_EYE
+    return points[list(idx)].mean(axis=0)
+
+
+def detect_faces(image: np.ndarray, max_faces: int = 4) -> list[Face]:
+    """All faces found in an RGB uint8 image, largest first."""
+    import mediapipe as mp
+
+    h, w = image.shape[:2]
+    with _lock:
+        faces = _mesh(mp, image, max_faces)
+        boxes = _detector_boxes(mp, image)
+        for bx0, by0, bx1, by1 in boxes:
+            if any(_covers(f, (bx0, by0, bx1, by1)) for f in faces):
+                continue
+            mx, my = (bx1 - bx0) * _MARGIN, (by1 - by0) * _MARGIN
+            x0, y0 = max(0, int(bx0 - mx)), max(0, int(by0 - my * 1.3))
+            x1, y1 = min(w, int(bx1 + mx)), min(h, int(by1 + my))
+            if x1 - x0 < 8 or y1 - y0 < 8:
+                continue
+            scale = _UPSCALE_TO / max(x1 - x0, y1 - y0)
+            crop = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+            for face in _mesh(mp, crop, 1):
+                faces.append(Face((face.points / scale + (x0, y0)).astype(np.float32)))
+    faces = [f for f in faces if f.eye_distance * 2.2 >= MIN_FACE_PX]
+    return sorted(faces, key=lambda f: -f.width)
+
+
+def _mesh(mp, image: np.ndarray, max_faces: int) -> list[Face]:
+    h, w = image.shape[:2]
+    with mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, refine_landmarks=True, max_num_faces=max_faces, min_detection_confidence=0.5
+    ) as mesh:
+        result = mesh.process(np.ascontiguousarray(image))
+    out = []
+    for lms in result.multi_face_landmarks or []:
+        pts = np.array([(p.x * w, p.y * h) for p in lms.landmark], dtype=np.float32)
+        out.append(Face(pts))
+    return out
+
+
+def _detector_boxes(mp, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+    h, w = image.shape[:2]
+    # model_selection=1: the full-range model, trained for faces up to ~5 m from the camera.
+    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as det:
+        result = det.process(np.ascontiguousarray(image))
+    boxes = []
+    for d in result.detections or []:
+        b = d.location_data.relative_bounding_box
+        boxes.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
+    return boxes
+
+
+def _covers(face: Face, box: tuple[float, float, float, float]) -> bool:
+    """Whether a meshed face already accounts for a detector box (its centre lies inside the mesh)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0, y0, x1, y1 = face.box
+    return x0 <= cx <= x1 and y0 <= cy <= y1
