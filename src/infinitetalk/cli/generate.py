@@ -101,4 +101,5 @@ def _progress_bar(quiet: bool) -> Progress:
         TimeRemainingColumn(),
         console=console,
         disable=quiet,
+        transient=True,  # the summary line replaces the bar; an error leaves only its own line
     )

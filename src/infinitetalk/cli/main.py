@@ -5,6 +5,9 @@ Each command group lives in its own module and is registered here.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from infinitetalk import __version__
@@ -23,11 +26,29 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _silence_native_stderr() -> None:
+    """Keep mediapipe/TFLite's C++ start-up chatter off the terminal, not our own output.
+
+    Native code writes to file descriptor 2; Python writes through ``sys.stderr``. Point fd 2
+    at /dev/null and give ``sys.stderr`` a private copy of the real one. Set
+    INFINITETALK_NATIVE_LOGS=1 to see the native logs.
+    """
+    if os.environ.get("INFINITETALK_NATIVE_LOGS"):
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+
+
 @app.callback()
 def _main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Self-hosted InfiniteTalk."""
+    _silence_native_stderr()
 
 
 # --- command registration (one line per module) ---
