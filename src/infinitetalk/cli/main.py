@@ -52,10 +52,11 @@ def _main(
 
 
 # --- command registration (one line per module) ---
-from infinitetalk.cli import generate, probe  # noqa: E402
+from infinitetalk.cli import eval, generate, probe  # noqa: E402
 
 app.command()(generate.generate)
 app.command()(probe.probe)
+app.add_typer(eval.app, name="eval")
 from infinitetalk.cli import models  # noqa: E402
 app.add_typer(models.app, name="models")
 from infinitetalk.cli import serve  # noqa: E402

@@ -33,7 +33,7 @@ def palette_from(image: np.ndarray, outer: np.ndarray, inner: np.ndarray, skin_b
     skin = image[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
     lum = float((skin @ np.array([0.299, 0.587, 0.114], np.float32)).mean()) if skin.size else 150.0
     bright = float(np.clip(lum / 165.0, 0.55, 1.05))
-    return Palette(lip=lip.astype(np.float32), teeth=(np.array([236, 230, 216], np.float32) * bright))
+    return Palette(lip=lip.astype(np.float32), teeth=(np.array([240, 229, 208], np.float32) * bright))
 
 
 def paint_interior(
@@ -75,8 +75,9 @@ def paint_interior(
 
     # 3. The cavity: lip-tinted near the lips, nearly black at the back.
     depth = np.clip(np.minimum(from_top, bottom - v) / (0.5 * local_gap + 1.0), 0, 1) * (1 - 0.5 * np.abs(u) ** 2)
-    edge_col = palette.lip * 0.42
-    deep_col = palette.lip * 0.10 + np.array([8, 2, 2], np.float32)
+    # Half the lips' own colour, half a warm mouth red: pale or grey-lit lips still give a living cavity.
+    edge_col = 0.5 * palette.lip * 0.45 + 0.5 * np.array([112, 42, 40], np.float32)
+    deep_col = palette.lip * 0.08 + np.array([22, 6, 6], np.float32)
     colour = edge_col + (deep_col - edge_col) * (depth[..., None] ** 0.7)
 
     # 4. Tongue: a soft lighter mound low in the middle, once the mouth is open a bit.
@@ -98,7 +99,7 @@ def paint_interior(
         shade = (0.8 + 0.2 * side) * (1 - 0.12 * seams) * (0.72 + 0.28 * smoothstep(0.0, 2.0, from_top))
         colour += (palette.teeth * shade[..., None] - colour) * upper_a[..., None]
         lower_h = 0.3 * tooth_h
-        lower_a = 0.4 * show_teeth * side * smoothstep(lower_h + 0.7, lower_h - 0.7, bottom - v)
+        lower_a = 0.18 * show_teeth * side * smoothstep(lower_h + 0.7, lower_h - 0.7, bottom - v)
         colour += (palette.teeth * 0.7 - colour) * lower_a[..., None]
 
     colour *= grain[y0:y1, x0:x1, None]
