@@ -15,6 +15,7 @@ SENTENCES = {
     "hello": "Hello there. My name is Grace, and I wrote the first compiler. Machines can learn to speak.",
     "weather": "The weather today is cold and windy, with rain in the afternoon and bright sun by the evening.",
     "short": "Open wide, then close.",
+    "ships": "Seven ships sailed across the quiet northern sea before the storm arrived at dawn.",
 }
 
 
@@ -40,6 +41,12 @@ def speech_wav(media_dir: Path) -> Path:
 def other_speech_wav(media_dir: Path) -> Path:
     """A different sentence, for 'scored against the wrong audio' controls."""
     return espeak(SENTENCES["weather"], media_dir / "weather.wav", voice="en-gb", speed=165)
+
+
+@pytest.fixture(scope="session")
+def slow_speech_wav(media_dir: Path) -> Path:
+    """Another sentence, slower, for a second 'wrong audio' control."""
+    return espeak(SENTENCES["ships"], media_dir / "ships.wav", speed=130)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,10 @@ Two per-frame mouth signals are compared with the speech's per-frame RMS envelop
   from the first frame's landmarks, then pixels only). It needs no per-frame landmarks, so
   it still works where the mesh would be fooled by a painted mouth.
 
-Pearson r is reported at lag 0 and at the best lag within +-5 frames (a positive lag means
-the mouth follows the sound). A generated video should score r >= 0.5 near lag 0 against
+Both series first lose their slow trend (a centred one-second moving average is taken
+off), so r measures whether the mouth moves with the syllables, not merely whether two
+clips share a stretch of silence. Pearson r is reported at lag 0 and at the best lag within
++-5 frames (a positive lag means the mouth follows the sound). A generated video should score r >= 0.5 near lag 0 against
 its own speech and about 0 against another sentence.
 """
 
@@ -73,7 +75,9 @@ def mouth_box_darkness(video: str | Path) -> np.ndarray:
 def sync_score(video: str | Path, audio: str | Path | np.ndarray | None = None) -> SyncScore:
     """Score ``video`` against ``audio`` (a path or 16 kHz mono samples; default: the video's own track)."""
     aperture, darkness = _measure(video)
-    envelope = audio_envelope(video if audio is None else audio, video_fps(video), len(aperture))
+    fps = video_fps(video)
+    envelope = _detrend(audio_envelope(video if audio is None else audio, fps, len(aperture)), fps)
+    aperture, darkness = _detrend(aperture, fps), _detrend(darkness, fps)
     r0 = _pearson(aperture, envelope)
     lag, r_best = _best_lag(aperture, envelope)
     box_lag, r_box = _best_lag(darkness, envelope)
@@ -122,6 +126,16 @@ def _mouth_box(pts: np.ndarray, gray: np.ndarray) -> tuple[tuple[int, int, int, 
     region = gray[box[1] : box[3], box[0] : box[2]]
     # Darker than the lips and skin around them: half their median brightness.
     return box, float(np.median(region) * 0.5) if region.size else 0.0
+
+
+def _detrend(signal: np.ndarray, fps: float) -> np.ndarray:
+    """``signal`` minus its centred moving average over one second (NaNs ignored, and kept)."""
+    width = max(3, int(round(fps)) | 1)
+    ok = np.isfinite(signal)
+    kernel = np.ones(width, np.float32)
+    total = np.convolve(np.where(ok, signal, 0.0), kernel, mode="same")
+    count = np.convolve(ok.astype(np.float32), kernel, mode="same")
+    return np.where(ok, signal - total / np.maximum(count, 1), np.nan).astype(np.float32)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -74,7 +74,8 @@ def paint_interior(
     local_gap = np.maximum(bottom - top, 1e-3)
 
     # 3. The cavity: lip-tinted near the lips, nearly black at the back.
-    depth = np.clip(np.minimum(from_top, bottom - v) / (0.5 * local_gap + 1.0), 0, 1) * (1 - 0.5 * np.abs(u) ** 2)
+    # (beyond the corners |u| > 1.4 the falloff would go negative: keep depth in [0, 1])
+    depth = np.clip(np.minimum(from_top, bottom - v) / (0.5 * local_gap + 1.0), 0, 1) * np.clip(1 - 0.5 * u**2, 0, 1)
     # Half the lips' own colour, half a warm mouth red: pale or grey-lit lips still give a living cavity.
     edge_col = 0.5 * palette.lip * 0.45 + 0.5 * np.array([112, 42, 40], np.float32)
     deep_col = palette.lip * 0.08 + np.array([22, 6, 6], np.float32)
