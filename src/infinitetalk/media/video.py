@@ -1,14 +1,18 @@
 """Video: the MP4 writer (H.264 yuv420p + AAC, faststart) and source-video decoding.
 
 The writer streams: frames are encoded as they arrive, so memory stays flat however long
-the video. It writes to a hidden temporary file beside the target and renames it into
-place only when everything succeeded; on any failure nothing is left at the output path.
+the video. Encoding runs on its own thread (PyAV lets go of the GIL inside x264), so an
+engine makes the next frame while the last one is compressed. It writes to a hidden
+temporary file beside the target and renames it into place only when everything
+succeeded; on any failure nothing is left at the output path.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +28,8 @@ from infinitetalk.media.image import cover_crop
 #: x264 settings: a preview-friendly speed with good quality for faces.
 X264_OPTIONS = {"preset": "veryfast", "crf": "20"}
 AUDIO_BITRATE = 128_000
+#: Frames waiting for the encoder thread; bounds memory if the engine is faster than x264.
+_QUEUE_FRAMES = 8
 
 
 class Mp4Writer:
@@ -65,17 +71,25 @@ class Mp4Writer:
             self._audio_stream = self._container.add_stream("aac", rate=sample_rate)
             self._audio_stream.layout = "mono" if audio.ndim == 1 else "stereo"
             self._audio_stream.bit_rate = AUDIO_BITRATE
+        self._queue: queue.Queue[av.VideoFrame | None] = queue.Queue(_QUEUE_FRAMES)
+        self._error: BaseException | None = None
+        self._encoder = threading.Thread(target=self._encode_loop, name="mp4-encoder", daemon=True)
+        self._encoder.start()
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames of {self.height}x{self.width}x3, got {frame.dtype} {frame.shape}")
+        self._raise_encoder_error()
+        # Converted here, so the caller may reuse its array as soon as write() returns.
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
         video_frame.pts = self.frames_written
-        self._container.mux(self._video.encode(video_frame))
+        self._queue.put(video_frame)
         self.frames_written += 1
 
     def close(self) -> Path:
         """Flush, write the audio, and move the finished file into place."""
+        self._finish_encoder()
+        self._raise_encoder_error()
         self._container.mux(self._video.encode(None))
         if self._audio_stream is not None:
             self._write_audio()
@@ -85,11 +99,30 @@ class Mp4Writer:
 
     def abort(self) -> None:
         """Drop everything written so far."""
+        self._finish_encoder()
         try:
             self._container.close()
         except (av.error.FFmpegError, ValueError):
             pass  # the container may be half-built; we are deleting it anyway
         self._tmp.unlink(missing_ok=True)
+
+    def _encode_loop(self) -> None:
+        while (video_frame := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so write() never blocks on a dead encoder
+            try:
+                self._container.mux(self._video.encode(video_frame))
+            except BaseException as exc:  # handed to the caller's thread by _raise_encoder_error
+                self._error = exc
+
+    def _finish_encoder(self) -> None:
+        if self._encoder.is_alive():
+            self._queue.put(None)
+            self._encoder.join()
+
+    def _raise_encoder_error(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"video encoding failed: {self._error}") from self._error
 
     def _write_audio(self) -> None:
         assert self._audio_stream is not None and self._audio is not None
