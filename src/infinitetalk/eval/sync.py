@@ -62,19 +62,27 @@ def audio_envelope(audio: str | Path | np.ndarray, fps: float, num_frames: int, 
     return out
 
 
-def mouth_aperture(video: str | Path) -> np.ndarray:
+#: (x0, y0, x1, y1) as shares of the frame: measure only the face inside (e.g. one of two speakers).
+Region = tuple[float, float, float, float]
+
+
+def mouth_aperture(video: str | Path, region: Region | None = None) -> np.ndarray:
     """Inner-lip gap over eye distance per frame (NaN where no face is found)."""
-    return _measure(video)[0]
+    return _measure(video, region)[0]
 
 
-def mouth_box_darkness(video: str | Path) -> np.ndarray:
+def mouth_box_darkness(video: str | Path, region: Region | None = None) -> np.ndarray:
     """Share of dark pixels in a fixed mouth box per frame (NaN before a face is first seen)."""
-    return _measure(video)[1]
+    return _measure(video, region)[1]
 
 
-def sync_score(video: str | Path, audio: str | Path | np.ndarray | None = None) -> SyncScore:
-    """Score ``video`` against ``audio`` (a path or 16 kHz mono samples; default: the video's own track)."""
-    aperture, darkness = _measure(video)
+def sync_score(video: str | Path, audio: str | Path | np.ndarray | None = None,
+               region: Region | None = None) -> SyncScore:
+    """Score ``video`` against ``audio`` (a path or 16 kHz mono samples; default: the video's own track).
+
+    ``region``: score the face inside this part of the frame only.
+    """
+    aperture, darkness = _measure(video, region)
     fps = video_fps(video)
     envelope = _detrend(audio_envelope(video if audio is None else audio, fps, len(aperture)), fps)
     aperture, darkness = _detrend(aperture, fps), _detrend(darkness, fps)
@@ -84,7 +92,7 @@ def sync_score(video: str | Path, audio: str | Path | np.ndarray | None = None) 
     return SyncScore(r_lag0=r0, best_lag=lag, r_best=r_best, r_box=r_box, box_lag=box_lag)
 
 
-def _measure(video: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def _measure(video: str | Path, region: Region | None = None) -> tuple[np.ndarray, np.ndarray]:
     import mediapipe as mp
 
     aperture: list[float] = []
@@ -93,6 +101,11 @@ def _measure(video: str | Path) -> tuple[np.ndarray, np.ndarray]:
     threshold = 0.0
     with _lock, mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False) as mesh:
         for frame in iter_frames(video):
+            if region is not None:
+                fh, fw = frame.shape[:2]
+                frame = np.ascontiguousarray(
+                    frame[int(region[1] * fh) : int(region[3] * fh), int(region[0] * fw) : int(region[2] * fw)]
+                )
             h, w = frame.shape[:2]
             result = mesh.process(frame)
             pts = None

@@ -179,6 +179,44 @@ def first_frame(path: str | Path, *, field: str = "video") -> np.ndarray:
     raise InvalidRequest(f"{field}: the video has no frames", code="video_unreadable", field=field)
 
 
+def prefetched(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
+    """Run ``frames`` on a thread ``depth`` frames ahead of the consumer.
+
+    Decoding and resizing let go of the GIL, so the source's next frames are ready while an
+    engine works on this one. Errors arrive in the consumer's thread, in order.
+    """
+    ready: queue.Queue[tuple[str, object]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                if stop.is_set():
+                    return
+                ready.put(("frame", frame))
+            ready.put(("end", None))
+        except BaseException as exc:  # re-raised below, in the consumer's thread
+            ready.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="frame-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                worker.join(0.01)
+
+
 def video_duration(path: str | Path, *, field: str = "video") -> float:
     """Seconds of video: packets counted (no decoding) over the average frame rate."""
     try:
@@ -217,12 +255,12 @@ def timeline_frames(
     start, current = next(source, (None, None))
     if current is None:
         raise InvalidRequest(f"{field}: the video has no frames", code="video_unreadable", field=field)
-    current = cover_crop(current, width, height)
+    current = cover_crop(current, width, height, fast=True)
     pending = next(source, None)
     for index in range(covered):
         instant = start + index / fps
         while pending is not None and pending[0] <= instant + 1e-6:
-            current = cover_crop(pending[1], width, height)
+            current = cover_crop(pending[1], width, height, fast=True)
             pending = next(source, None)
         if keep:
             shown.append(cv2.imencode(".jpg", current, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())

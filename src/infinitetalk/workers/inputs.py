@@ -8,6 +8,7 @@ padded to the video's length. Masks and boxes are given in the source's pixels.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ from infinitetalk.errors import InvalidRequest
 from infinitetalk.media.audio import decode_audio
 from infinitetalk.media.fetch import fetch_to_file
 from infinitetalk.media.image import cover_crop, cover_crop_box, decode_image
-from infinitetalk.media.video import first_frame, timeline_frames
+from infinitetalk.media.video import first_frame, prefetched, timeline_frames
 from infinitetalk.schema import AudioLayout, BBox, GenerationRequest, Mode
 from infinitetalk.schema.buckets import output_size
 
@@ -71,9 +72,13 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
     image = cover_crop(source, width, height)
     video_frames = None
     if video_path is not None:
-        video_frames = partial(
+        timeline = partial(
             timeline_frames, video_path, fps=request.fps, num_frames=num_frames, width=width, height=height
         )
+
+        def video_frames() -> Iterator[np.ndarray]:
+            return prefetched(timeline())
+
     masks: list[np.ndarray | None] = [None] * request.speakers
     if request.mask:
         masks = [

@@ -21,6 +21,8 @@ from infinitetalk.engines.preview.landmarks import Face
 from infinitetalk.engines.preview.mouth import MouthPose, MouthRig
 
 _CROP_MARGIN = 0.7  # of the face's size, around its landmarks
+#: Mean landmark change (after the shift is taken out), in eye distances, that still reuses the rigs.
+_FOLLOW_TOLERANCE = 0.03
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class FaceAnimator:
         y0 = max(0, int(fy0 - (_CROP_MARGIN + 0.15) * fh))
         y1 = min(h, int(np.ceil(fy1 + _CROP_MARGIN * fh)))
         self.box = (x0, y0, x1, y1)
+        self.points = face.points
         self.source = np.ascontiguousarray(image[y0:y1, x0:x1])
         pts = face.points - np.array([x0, y0], np.float32)
         size = (x1 - x0, y1 - y0)
@@ -60,10 +63,31 @@ class FaceAnimator:
         grain = rng.normal(0, 1, (size[1], size[0])).astype(np.float32)
         self.grain = 1 + 0.06 * cv2.GaussianBlur(grain, (0, 0), 0.8) / 0.35
 
+    def follow(self, frame: np.ndarray, face: Face) -> bool:
+        """Take this frame's pixels for ``face`` if it only slid since the rigs were built.
+
+        Rebuilding the rigs costs more than animating a frame; a face that moved by whole
+        pixels (camera drift, small head moves) keeps them. False: the face changed shape
+        or left the picture, build a new animator.
+        """
+        shift = (face.points - self.points).mean(axis=0)
+        if np.abs(face.points - self.points - shift).mean() > _FOLLOW_TOLERANCE * self.eye_px:
+            return False
+        dx, dy = (int(round(v)) for v in shift)
+        x0, y0, x1, y1 = self.box
+        h, w = frame.shape[:2]
+        if x0 + dx < 0 or y0 + dy < 0 or x1 + dx > w or y1 + dy > h:
+            return False
+        self.box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        self.points = self.points + np.array([dx, dy], np.float32)
+        self.source = np.ascontiguousarray(frame[y0 + dy : y1 + dy, x0 + dx : x1 + dx])
+        return True
+
     def render(self, frame: np.ndarray, pose: FacePose) -> None:
         """Draw this face in ``pose`` into ``frame`` (in place)."""
         move = (pose.head_dx, pose.head_dy, pose.head_angle)
-        mapping = self.head.backward_map(*move)
+        # No head motion of our own (video-to-video keeps the source's): the identity map.
+        mapping = self.head.backward_map(*move) if any(move) else self.head.identity_map()
         mouth_pose = MouthPose(open=pose.open, shape=pose.shape)
         self._add_local(mapping, self.mouth.warp, *self.mouth.forward_tables(mouth_pose))
         if pose.blink > 0.01:

@@ -1,13 +1,19 @@
-"""The preview engine: a CPU, download-free talking-head animation of one portrait.
+"""The preview engine: a CPU, download-free talking-head animation of a portrait or a video.
 
 It is a preview, and says so: it moves the jaw, lips, lids and head of the photo with
 warps driven by the speech's energy and spectrum; it does not invent a new face, turn
 the head or show a tongue that says "th". See docs/preview-engine.md.
+
+Image-to-video animates the portrait with speech, blinks and a little head motion.
+Video-to-video keeps the source's own motion (no added blinks or head motion) and
+re-animates each speaker's mouth on every frame where their face is found; frames where
+it is lost pass through unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,12 +21,31 @@ from infinitetalk.engines.base import CancelToken, EngineJob, ProgressCallback
 from infinitetalk.engines.preview.animator import FaceAnimator, FacePose
 from infinitetalk.engines.preview.audio_features import speech_features
 from infinitetalk.engines.preview.faces import assign_faces
-from infinitetalk.engines.preview.landmarks import detect_faces
-from infinitetalk.engines.preview.tracks import blink_track, head_track
-from infinitetalk.errors import InvalidRequest
+from infinitetalk.engines.preview.landmarks import Face, detect_faces
+from infinitetalk.engines.preview.tracking import FaceTracker
+from infinitetalk.engines.preview.tracks import HeadTrack, blink_track, head_track
 from infinitetalk.schema import Mode
 
 _PROGRESS_EVERY = 10  # frames
+
+
+@dataclass
+class _SpeakerPlan:
+    """One speaker's motion over the whole video."""
+
+    openness: np.ndarray
+    shape: np.ndarray
+    blinks: np.ndarray | None  # None: keep the source's own eyes (video-to-video)
+    head: HeadTrack | None  # None: keep the source's own head motion
+
+    def pose(self, i: int) -> FacePose:
+        head = self.head
+        return FacePose(
+            open=float(self.openness[i]), shape=float(self.shape[i]),
+            blink=float(self.blinks[i]) if self.blinks is not None else 0.0,
+            head_dx=float(head.dx[i]) if head else 0.0, head_dy=float(head.dy[i]) if head else 0.0,
+            head_angle=float(head.angle[i]) if head else 0.0,
+        )
 
 
 class PreviewEngine:
@@ -31,41 +56,60 @@ class PreviewEngine:
         self.phonemes = phonemes
 
     def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
-        # 1. Check inputs
-        if job.mode is not Mode.IMAGE_TO_VIDEO or job.image is None:
-            raise InvalidRequest("the preview engine animates a still portrait: use image-to-video", field="mode")
+        # 1. Faces in the first picture, one per speaker (picture, masks and boxes are at the output size)
         progress(0.0, "finding faces")
-
-        # 2. Faces, one per speaker (the picture, masks and boxes are already at the output size)
-        image, speakers = np.ascontiguousarray(job.image), job.speakers
-        faces = assign_faces(detect_faces(image), speakers, (job.width, job.height))
+        assert job.image is not None
+        first = np.ascontiguousarray(job.image)
+        faces = assign_faces(detect_faces(first), job.speakers, (job.width, job.height))
         cancel.raise_if_canceled()
 
-        # 3. Motion per speaker, all from one seeded generator
+        # 2. Motion per speaker, all from one seeded generator
         rng = np.random.default_rng(job.seed)
-        plans = []
-        for speaker, face in zip(speakers, faces, strict=True):
-            feats = speech_features(speaker.audio, job.fps, job.num_frames)
-            openness = feats.openness
-            if self.phonemes:
-                from infinitetalk.engines.preview.phonemes import lip_closures
+        still = job.mode is Mode.IMAGE_TO_VIDEO
+        plans = [self._plan(job, speaker.audio, face, rng, still) for speaker, face in zip(job.speakers, faces,
+                                                                                             strict=True)]
+        grain_seeds = rng.integers(0, 2**31, len(faces))
 
-                openness = openness * (1 - lip_closures(speaker.audio, job.fps, job.num_frames))
-            blinks = blink_track(rng, job.num_frames, job.fps)
-            head = head_track(rng, job.num_frames, job.fps, face.eye_distance, feats.energy)
-            plans.append((FaceAnimator(image, face, rng), openness, feats.shape, blinks, head))
-
-        # 4. Frames
-        for i in range(job.num_frames):
-            cancel.raise_if_canceled()
-            frame = image.copy()
-            for animator, openness, shape, blinks, head in plans:
-                pose = FacePose(
-                    open=float(openness[i]), shape=float(shape[i]), blink=float(blinks[i]),
-                    head_dx=float(head.dx[i]), head_dy=float(head.dy[i]), head_angle=float(head.angle[i]),
-                )
-                animator.render(frame, pose)
-            if i % _PROGRESS_EVERY == 0:
-                progress(i / job.num_frames, "animating")
-            yield frame
+        # 3. Frames
+        if still:
+            animators = [FaceAnimator(first, face, np.random.default_rng(s)) for face, s in zip(faces, grain_seeds,
+                                                                                                  strict=True)]
+            sources = (first for _ in range(job.num_frames))
+            tracked = None
+        else:
+            assert job.video_frames is not None
+            animators = [None] * len(faces)
+            sources = job.video_frames()
+            tracked = FaceTracker(faces)
+        try:
+            for i, source in enumerate(sources):
+                cancel.raise_if_canceled()
+                frame = source.copy()
+                current = tracked.update(source) if tracked else faces
+                for k, (plan, face) in enumerate(zip(plans, current, strict=True)):
+                    if face is None:
+                        continue  # this speaker's face is lost in this frame: leave it as it is
+                    if tracked and (animators[k] is None or not animators[k].follow(source, face)):
+                        animators[k] = FaceAnimator(source, face, np.random.default_rng(grain_seeds[k]))
+                    animators[k].render(frame, plan.pose(i))
+                if i % _PROGRESS_EVERY == 0:
+                    progress(i / job.num_frames, "animating")
+                yield frame
+        finally:
+            if tracked:
+                tracked.close()
         progress(1.0, "animating")
+
+    def _plan(self, job: EngineJob, audio: np.ndarray, face: Face, rng: np.random.Generator,
+              still: bool) -> _SpeakerPlan:
+        feats = speech_features(audio, job.fps, job.num_frames)
+        openness = feats.openness
+        if self.phonemes:
+            from infinitetalk.engines.preview.phonemes import lip_closures
+
+            openness = openness * (1 - lip_closures(audio, job.fps, job.num_frames))
+        if not still:
+            return _SpeakerPlan(openness, feats.shape, blinks=None, head=None)
+        blinks = blink_track(rng, job.num_frames, job.fps)
+        head = head_track(rng, job.num_frames, job.fps, face.eye_distance, feats.energy)
+        return _SpeakerPlan(openness, feats.shape, blinks, head)

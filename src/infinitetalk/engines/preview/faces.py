@@ -1,4 +1,8 @@
-"""Which detected face belongs to which speaker: by mask, by box, or by size."""
+"""Which detected face belongs to which speaker: by mask, by box, else by position.
+
+With one speaker and no mask or box, the largest face speaks. With two, the two largest
+faces are taken left to right: the first audio track is the leftmost face.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import numpy as np
 
 from infinitetalk.engines.base import Speaker
 from infinitetalk.engines.preview.landmarks import Face
-from infinitetalk.errors import InvalidRequest, NoFaceDetected
+from infinitetalk.errors import NoFaceDetected
+from infinitetalk.schema import BBox
 
 NO_FACE_HINT = (
     "use a photo where one face is clearly visible, facing the camera, at least ~64 px wide "
@@ -30,7 +35,7 @@ def assign_faces(faces: list[Face], speakers: list[Speaker], size: tuple[int, in
                 )
         elif speaker.bbox is not None:
             b = speaker.bbox
-            face = _best(faces, lambda f: _iou(f.box, (b.x0, b.y0, b.x1, b.y1)))
+            face = _best(faces, lambda f: _box_share(f, b))
             if face is None:
                 raise NoFaceDetected(
                     f"no face was found inside the box of speaker {i + 1}: draw the box around the face, "
@@ -40,19 +45,24 @@ def assign_faces(faces: list[Face], speakers: list[Speaker], size: tuple[int, in
         else:
             remaining = [f for f in faces if all(f is not c for c in chosen)]
             if not remaining:
-                raise InvalidRequest(
+                raise NoFaceDetected(
                     f"{len(speakers)} speakers but only {len(faces)} face(s) found: give a mask or box per speaker",
-                    code="no_face_detected",
+                    field="image",
                 )
-            face = remaining[0]  # largest first
+            face = remaining[0] if len(speakers) == 1 else _left_to_right(faces, len(speakers))[i]
         chosen.append(face)
     return chosen
+
+
+def _left_to_right(faces: list[Face], count: int) -> list[Face]:
+    """The ``count`` largest faces, ordered left to right: speaker 1 is the leftmost."""
+    return sorted(faces[:count], key=lambda f: f.box[0]) + faces[count:]
 
 
 def _best(faces: list[Face], score) -> Face | None:
     scored = [(score(f), f) for f in faces]
     best = max(scored, key=lambda sf: sf[0])
-    return best[1] if best[0] > 0.05 else None
+    return best[1] if best[0] >= 0.5 else None  # most of the face inside the mask or box
 
 
 def _mask_share(face: Face, mask: np.ndarray) -> float:
@@ -63,9 +73,7 @@ def _mask_share(face: Face, mask: np.ndarray) -> float:
     return float((mask[ys, xs] > 0).mean())
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _box_share(face: Face, box: BBox) -> float:
+    """Share of the face's landmarks inside the box; boxes people draw are loose, so not IoU."""
+    x, y = face.points[:, 0], face.points[:, 1]
+    return float(((x >= box.x0) & (x <= box.x1) & (y >= box.y0) & (y <= box.y1)).mean())

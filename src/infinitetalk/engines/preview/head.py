@@ -50,6 +50,10 @@ class HeadRig:
         fine = cv2.resize(coarse, ((coarse.shape[1]) * _COARSE, coarse.shape[0] * _COARSE), interpolation=cv2.INTER_LINEAR)
         return self._grid + fine[:h, :w]
 
+    def identity_map(self) -> np.ndarray:
+        """The backward map of no motion (a fresh copy: callers add to it)."""
+        return self._grid.copy()
+
     def forward_points(self, pts: np.ndarray, dx: float, dy: float, angle_deg: float) -> np.ndarray:
         """Where the head move takes points (near the face, where the mask is 1)."""
         a = math.radians(angle_deg)

@@ -1,0 +1,83 @@
+"""Faces followed through a video, frame by frame, for video-to-video.
+
+mediapipe's face mesh in tracking mode follows faces cheaply from frame to frame; each
+face of the first frame is matched to the nearest face found in the next, so a speaker
+keeps their face. A face the mesh loses (turned away, covered, too small) is looked for
+once more in an upscaled crop around where it was; if it is still missing, that frame
+passes through unchanged for that speaker.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from infinitetalk.engines.preview.landmarks import Face
+
+_MATCH = 0.6  # a face matches if its centre is within this share of the previous face's width
+_CROP_MARGIN = 0.6
+_UPSCALE_TO = 384
+
+
+class FaceTracker:
+    def __init__(self, first: list[Face]) -> None:
+        import mediapipe as mp
+
+        self.previous: list[Face | None] = list(first)
+        self._last_seen: list[Face] = list(first)
+        # Only as many faces as speakers: with room for more, the mesh runs its detector on every
+        # frame to look for them. No refine_landmarks: the iris points are not used by any rig.
+        self._tracking = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, refine_landmarks=False, max_num_faces=len(first)
+        )
+        self._static = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=False, max_num_faces=1)
+
+    def update(self, frame: np.ndarray) -> list[Face | None]:
+        """This frame's face for each speaker, or None where it was not found."""
+        found = _faces(self._tracking, frame)
+        current: list[Face | None] = []
+        for last in self._last_seen:
+            face = _nearest(found, last)
+            if face is None:
+                face = self._look_closer(frame, last)
+            current.append(face)
+            if face is not None:
+                found = [f for f in found if f is not face]
+        self._last_seen = [c if c is not None else last for c, last in zip(current, self._last_seen, strict=True)]
+        self.previous = current
+        return current
+
+    def close(self) -> None:
+        self._tracking.close()
+        self._static.close()
+
+    def _look_closer(self, frame: np.ndarray, last: Face) -> Face | None:
+        h, w = frame.shape[:2]
+        x0, y0, x1, y1 = last.box
+        mx, my = (x1 - x0) * _CROP_MARGIN, (y1 - y0) * _CROP_MARGIN
+        cx0, cy0 = max(0, int(x0 - mx)), max(0, int(y0 - my))
+        cx1, cy1 = min(w, int(x1 + mx)), min(h, int(y1 + my))
+        if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+            return None
+        scale = _UPSCALE_TO / max(cx1 - cx0, cy1 - cy0)
+        crop = cv2.resize(frame[cy0:cy1, cx0:cx1], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        faces = [Face((f.points / scale + (cx0, cy0)).astype(np.float32)) for f in _faces(self._static, crop)]
+        return _nearest(faces, last)
+
+
+def _faces(mesh, image: np.ndarray) -> list[Face]:
+    h, w = image.shape[:2]
+    result = mesh.process(np.ascontiguousarray(image))
+    return [
+        Face(np.array([(p.x * w, p.y * h) for p in lms.landmark], dtype=np.float32))
+        for lms in result.multi_face_landmarks or []
+    ]
+
+
+def _nearest(faces: list[Face], last: Face) -> Face | None:
+    if not faces:
+        return None
+    centre = last.points.mean(axis=0)
+    distance, face = min(((float(np.linalg.norm(f.points.mean(axis=0) - centre)), f) for f in faces),
+                         key=lambda df: df[0])
+    return face if distance <= _MATCH * last.width else None
