@@ -1,5 +1,5 @@
 """``python -m infinitetalk.cli``: the same as the ``infinitetalk`` command."""
 
-from infinitetalk.cli.main import app
+from infinitetalk.cli.main import main
 
-app(prog_name="infinitetalk")
+main()

@@ -48,7 +48,6 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Self-hosted InfiniteTalk."""
-    _silence_native_stderr()
 
 
 # --- command registration (one line per module) ---
@@ -64,3 +63,9 @@ app.command("serve")(serve.serve)
 from infinitetalk.cli.keys import keys_app  # noqa: E402
 app.add_typer(keys_app, name="keys")
 # --- end of command registration ---
+
+
+def main() -> None:
+    """The ``infinitetalk`` program (in-process callers, e.g. tests, use ``app`` and keep their stderr)."""
+    _silence_native_stderr()
+    app(prog_name="infinitetalk")
