@@ -14,6 +14,7 @@ import queue
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -149,8 +150,9 @@ class Mp4Writer:
             self.abort()
 
 
-def iter_frames(path: str | Path, *, field: str = "video") -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (time in seconds, RGB uint8 frame) for every frame of the first video stream."""
+@contextmanager
+def _video_stream(path: str | Path, field: str) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """The file's first video stream, with FFmpeg's errors turned into ``video_unreadable``."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -159,17 +161,22 @@ def iter_frames(path: str | Path, *, field: str = "video") -> Iterator[tuple[flo
                     code="video_unreadable",
                     field=field,
                 )
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                seconds = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
-                yield seconds, frame.to_ndarray(format="rgb24")
+            yield container, container.streams.video[0]
     except av.error.FFmpegError as exc:
         raise InvalidRequest(
             f"{field}: could not decode the video ({exc.strerror or exc}); send an MP4/MOV/WebM video",
             code="video_unreadable",
             field=field,
         ) from None
+
+
+def iter_frames(path: str | Path, *, field: str = "video") -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (time in seconds, RGB uint8 frame) for every frame of the first video stream."""
+    with _video_stream(path, field) as (container, stream):
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            seconds = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
+            yield seconds, frame.to_ndarray(format="rgb24")
 
 
 def first_frame(path: str | Path, *, field: str = "video") -> np.ndarray:
@@ -219,21 +226,9 @@ def prefetched(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndar
 
 def video_duration(path: str | Path, *, field: str = "video") -> float:
     """Seconds of video: packets counted (no decoding) over the average frame rate."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InvalidRequest(
-                    f"{field}: the file has no video stream; send an MP4/MOV/WebM video",
-                    code="video_unreadable",
-                    field=field,
-                )
-            stream = container.streams.video[0]
-            rate = float(stream.average_rate or stream.guessed_rate or 25)
-            count = sum(1 for packet in container.demux(stream) if packet.size)
-    except av.error.FFmpegError as exc:
-        raise InvalidRequest(
-            f"{field}: could not read the video ({exc.strerror or exc})", code="video_unreadable", field=field
-        ) from None
+    with _video_stream(path, field) as (container, stream):
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        count = sum(1 for packet in container.demux(stream) if packet.size)
     return count / rate
 
 
