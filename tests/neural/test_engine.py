@@ -167,3 +167,12 @@ def test_offload_gives_the_same_frames(tiny_weights) -> None:
     a = np.stack(list(plain.generate(_job(frames=20), lambda *_: None, CancelToken())))
     b = np.stack(list(offloaded.generate(_job(frames=20), lambda *_: None, CancelToken())))
     assert np.array_equal(a, b)
+
+
+def test_load_engine_picks_neural_when_weights_are_configured(tiny_weights) -> None:
+    """What `generate --weights DIR` and the server (INFINITETALK_WEIGHTS_DIR) do with engine 'auto'."""
+    from infinitetalk.config import Settings
+    from infinitetalk.engines import load_engine
+
+    assert load_engine(Settings(weights_dir=tiny_weights.root)).name == "neural"
+    assert load_engine(Settings()).name == "preview"
