@@ -34,7 +34,7 @@ class SpeechFeatures:
 def speech_features(audio: np.ndarray, fps: int, num_frames: int) -> SpeechFeatures:
     """Features for ``num_frames`` frames of mono float32 audio at 16 kHz."""
     hop = AUDIO_SAMPLE_RATE / fps
-    n_fft = 1 << int(np.ceil(np.log2(2 * hop)))  # a window of about two frames
+    n_fft = 1 << int(np.ceil(np.log2(1.5 * hop)))  # a window of one to two frames
     spec = _frame_spectra(audio, hop, n_fft, num_frames)
     freqs = np.fft.rfftfreq(n_fft, 1 / AUDIO_SAMPLE_RATE)
     band = (freqs >= _BAND[0]) & (freqs <= _BAND[1])

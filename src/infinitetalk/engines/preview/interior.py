@@ -90,14 +90,14 @@ def paint_interior(
     # 5. Teeth: upper ones under the upper lip when the mouth opens wide, a faint lower edge.
     show_teeth = float(smoothstep(0.05 * eye_px, 0.15 * eye_px, gap))
     if show_teeth > 0:
-        tooth_h = min(0.11 * eye_px, 0.55 * gap)
+        tooth_h = min(0.08 * eye_px, 0.4 * gap)
         au = np.abs(u)
-        side = 1 - smoothstep(0.35, 0.85, au)  # teeth recede into the dark towards the corners
+        side = 1 - smoothstep(0.2, 0.72, au)  # teeth recede into the dark towards the corners
         th = tooth_h * (0.55 + 0.45 * side)
         upper_a = show_teeth * side * (1 - smoothstep(th - 0.7, th + 0.7, from_top))
         half_w = frame.scale
         seams = sum(np.exp(-(((u * half_w - k * 0.105 * eye_px) / 0.55) ** 2)) for k in (-2, -1, 0, 1, 2))
-        shade = (0.8 + 0.2 * side) * (1 - 0.12 * seams) * (0.72 + 0.28 * smoothstep(0.0, 2.0, from_top))
+        shade = (0.62 + 0.38 * side) * (1 - 0.12 * seams) * (0.72 + 0.28 * smoothstep(0.0, 2.0, from_top))
         colour += (palette.teeth * shade[..., None] - colour) * upper_a[..., None]
         lower_h = 0.3 * tooth_h
         lower_a = 0.18 * show_teeth * side * smoothstep(lower_h + 0.7, lower_h - 0.7, bottom - v)
