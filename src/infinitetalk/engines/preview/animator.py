@@ -15,6 +15,7 @@ import numpy as np
 
 from infinitetalk.engines.preview import landmarks as lm
 from infinitetalk.engines.preview.eyes import EyeRig
+from infinitetalk.engines.preview.geometry import smoothstep
 from infinitetalk.engines.preview.head import HeadRig
 from infinitetalk.engines.preview.interior import paint_interior, palette_from
 from infinitetalk.engines.preview.landmarks import Face
@@ -58,6 +59,9 @@ class FaceAnimator:
         nose = pts[lm.NOSE_TIP]
         r = int(0.25 * self.eye_px)
         cheek = (int(nose[0] - 3 * r), int(nose[1] - r), int(nose[0] + 3 * r), int(nose[1] + r))
+        # A smile that already shows teeth keeps its own (they rise with the upper lip);
+        # painted ones under them would double the row.
+        self._paint_teeth = float(1 - smoothstep(0.03 * self.eye_px, 0.08 * self.eye_px, self.mouth.source_gap))
         self.palette = palette_from(self.source, outer, inner, cheek)
         # A fixed, seeded grain so painted areas are not flat colour.
         grain = rng.normal(0, 1, (size[1], size[0])).astype(np.float32)
@@ -98,7 +102,7 @@ class FaceAnimator:
             upper, lower = self.mouth.inner_lips(mouth_pose)
             upper = self.head.forward_points(upper, *move)
             lower = self.head.forward_points(lower, *move)
-            paint_interior(crop, upper, lower, self.eye_px, self.palette, self.grain)
+            paint_interior(crop, upper, lower, self.eye_px, self.palette, self.grain, teeth=self._paint_teeth)
         x0, y0, x1, y1 = self.box
         frame[y0:y1, x0:x1] = crop
 

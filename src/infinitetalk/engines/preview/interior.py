@@ -43,6 +43,7 @@ def paint_interior(
     eye_px: float,
     palette: Palette,
     grain: np.ndarray,
+    teeth: float = 1.0,
 ) -> None:
     """Paint the open mouth into ``crop`` (in place). ``upper``/``lower``: inner-lip contours, corner to corner."""
     mid = len(upper) // 2
@@ -88,7 +89,7 @@ def paint_interior(
     colour += (palette.lip * 0.62 - colour) * tongue_a[..., None]
 
     # 5. Teeth: upper ones under the upper lip when the mouth opens wide, a faint lower edge.
-    show_teeth = float(smoothstep(0.05 * eye_px, 0.15 * eye_px, gap))
+    show_teeth = float(smoothstep(0.05 * eye_px, 0.15 * eye_px, gap)) * teeth  # 0: the photo's own teeth show
     if show_teeth > 0:
         tooth_h = min(0.08 * eye_px, 0.4 * gap)
         au = np.abs(u)

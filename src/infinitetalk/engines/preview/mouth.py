@@ -40,11 +40,12 @@ class MouthRig:
         self.e, self.half_w = e, half_w
         self.frame = Frame2D((left + right) / 2, right - left, half_w)
 
-        up_u, up_v = self.frame.points_uv(points[list(lm.INNER_UPPER)])
+        # The parting line runs along the top of the lower lip: whatever shows between the lips
+        # in the photo (teeth of a smile) belongs to the upper jaw and rises with the upper lip.
         lo_u, lo_v = self.frame.points_uv(points[list(lm.INNER_LOWER)])
-        order = np.argsort(up_u)
-        line_u = up_u[order]
-        line_v = (up_v[order] + np.interp(line_u, np.sort(lo_u), lo_v[np.argsort(lo_u)])) / 2
+        order = np.argsort(lo_u)
+        line_u, line_v = lo_u[order], lo_v[order] - 0.5
+        self.source_gap = float(np.linalg.norm(points[14] - points[13]))
         self.inner_u = float(max(abs(line_u[0]), abs(line_u[-1]), 0.5))
         _, chin_v = self.frame.points_uv(points[[lm.CHIN]])
         _, top_v = self.frame.points_uv(points[[0]])  # upper lip's outer edge
@@ -64,7 +65,6 @@ class MouthRig:
         x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + margin
         roi = (max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1)))
         self.warp = ColumnWarp(self.frame, line_u, line_v, u_grid, v_grid, roi)
-        self._inner_upper = points[list(lm.INNER_UPPER)]
         self._inner_lower = points[list(lm.INNER_LOWER)]
         self._build_bases()
 
@@ -100,9 +100,14 @@ class MouthRig:
         return fu.astype(np.float32), fv.astype(np.float32)
 
     def inner_lips(self, pose: MouthPose) -> tuple[np.ndarray, np.ndarray]:
-        """Inner-lip contours (upper, lower; corner to corner) where this pose moves them, crop pixels."""
+        """The gap to paint (top, bottom; corner to corner) where this pose moves it, crop pixels.
+
+        The top is the parting line on the upper jaw's side, the bottom the lower lip's inner
+        edge: at rest the gap is empty, so teeth already showing in the photo stay visible.
+        """
         out = []
-        for pts, side in ((self._inner_upper, -1e-3), (self._inner_lower, 1e-3)):
+        on_line = self._inner_lower - 0.5 * self.frame.ax_v
+        for pts, side in ((on_line, -1e-3), (self._inner_lower, 1e-3)):
             u, v = self.frame.points_uv(pts)
             vv = np.full_like(u, side)  # on the line, on this lip's side of the jump
             du = self._sample(self._fu_fn(pose), u, vv)
