@@ -92,8 +92,6 @@ class Mp4Writer:
         self._finish_encoder()
         self._raise_encoder_error()
         self._container.mux(self._video.encode(None))
-        if self._audio_stream is not None:
-            self._write_audio()
         self._container.close()
         os.replace(self._tmp, self.path)
         return self.path
@@ -108,6 +106,12 @@ class Mp4Writer:
         self._tmp.unlink(missing_ok=True)
 
     def _encode_loop(self) -> None:
+        # The whole soundtrack is known up front: encode it while the engine prepares its first frames.
+        if self._audio_stream is not None:
+            try:
+                self._write_audio()
+            except BaseException as exc:  # handed to the caller's thread by _raise_encoder_error
+                self._error = exc
         while (video_frame := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain, so write() never blocks on a dead encoder
@@ -172,11 +176,16 @@ def _video_stream(path: str | Path, field: str) -> Iterator[tuple[av.container.I
 
 def iter_frames(path: str | Path, *, field: str = "video") -> Iterator[tuple[float, np.ndarray]]:
     """Yield (time in seconds, RGB uint8 frame) for every frame of the first video stream."""
+    for seconds, frame in _decoded(path, field):
+        yield seconds, frame.to_ndarray(format="rgb24")
+
+
+def _decoded(path: str | Path, field: str) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time in seconds, decoded frame), not yet converted: callers convert only what they show."""
     with _video_stream(path, field) as (container, stream):
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
-            seconds = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
-            yield seconds, frame.to_ndarray(format="rgb24")
+            yield (float(frame.pts * stream.time_base) if frame.pts is not None else 0.0), frame
 
 
 def first_frame(path: str | Path, *, field: str = "video") -> np.ndarray:
@@ -246,17 +255,19 @@ def timeline_frames(
     covered = min(num_frames, max(1, round(video_duration(path, field=field) * fps)))
     keep = covered < num_frames
     shown: list[bytes] = []
-    source = iter_frames(path, field=field)
-    start, current = next(source, (None, None))
-    if current is None:
+    source = _decoded(path, field)
+    start, latest = next(source, (None, None))
+    if latest is None:
         raise InvalidRequest(f"{field}: the video has no frames", code="video_unreadable", field=field)
-    current = cover_crop(current, width, height, fast=True)
     pending = next(source, None)
+    current: np.ndarray | None = None
     for index in range(covered):
         instant = start + index / fps
         while pending is not None and pending[0] <= instant + 1e-6:
-            current = cover_crop(pending[1], width, height, fast=True)
+            latest, current = pending[1], None  # a newer frame is due: skipped ones are never converted
             pending = next(source, None)
+        if current is None:
+            current = cover_crop(latest.to_ndarray(format="rgb24"), width, height, fast=True)
         if keep:
             shown.append(cv2.imencode(".jpg", current, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
         yield current
