@@ -17,6 +17,8 @@ from infinitetalk.engines.preview.landmarks import Face
 _MATCH = 0.6  # a face matches if its centre is within this share of the previous face's width
 _CROP_MARGIN = 0.6
 _UPSCALE_TO = 384
+_MESH = 468  # face-mesh points without the refined iris ones
+_STILL_PX = 0.75  # a face that moved less than this between two looks may skip the next one
 
 
 class FaceTracker:
@@ -25,6 +27,8 @@ class FaceTracker:
 
         self.previous: list[Face | None] = list(first)
         self._last_seen: list[Face] = list(first)
+        self._moved = np.inf  # mean landmark motion at the last look, pixels (inf: look every frame)
+        self._coasted = False
         # Only as many faces as speakers: with room for more, the mesh runs its detector on every
         # frame to look for them. No refine_landmarks: the iris points are not used by any rig.
         self._tracking = mp.solutions.face_mesh.FaceMesh(
@@ -34,6 +38,8 @@ class FaceTracker:
 
     def update(self, frame: np.ndarray) -> list[Face | None]:
         """This frame's face for each speaker, or None where it was not found."""
+        if self._coast():
+            return self.previous
         found = _faces(self._tracking, frame)
         current: list[Face | None] = []
         for last in self._last_seen:
@@ -43,9 +49,26 @@ class FaceTracker:
             current.append(face)
             if face is not None:
                 found = [f for f in found if f is not face]
+        self._moved = max(
+            # the first 468 points: the first frame's faces also carry the 10 refined iris points
+            (float(np.abs(c.points[:_MESH] - last.points[:_MESH]).mean(axis=0).max()) if c is not None else np.inf)
+            for c, last in zip(current, self._last_seen, strict=True)
+        )
         self._last_seen = [c if c is not None else last for c, last in zip(current, self._last_seen, strict=True)]
         self.previous = current
+        self._coasted = False
         return current
+
+    def _coast(self) -> bool:
+        """Skip the mesh on every other frame while every face is found and nearly still.
+
+        The mesh is the largest per-frame cost of video-to-video; a face that moved less than
+        _STILL_PX since the last look is where it was, to within what anyone can see.
+        """
+        if self._coasted or self._moved > _STILL_PX or any(f is None for f in self.previous):
+            return False
+        self._coasted = True
+        return True
 
     def close(self) -> None:
         self._tracking.close()
