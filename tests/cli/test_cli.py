@@ -75,3 +75,10 @@ def test_probe_prints_streams_and_json(short_speech_wav: Path) -> None:
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0 and result.stdout.startswith("infinitetalk ")
+
+
+def test_keys_errors_end_like_every_other_command(tmp_path: Path) -> None:
+    result = run("keys", "top-up", "key_does_not_exist", "5", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error not_found:"), result.stderr

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from infinitetalk.cli.errors import fail
 from infinitetalk.engines import ENGINES, load_engine
 from infinitetalk.errors import InfiniteTalkError, InvalidRequest
 from infinitetalk.schema import AudioLayout, GenerationRequest, Mode, Resolution
@@ -80,8 +81,7 @@ def generate(
                 progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
             )
     except InfiniteTalkError as exc:
-        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(exc)
     speed = result.elapsed_s / max(result.duration_s, 1e-9)
     console.print(
         f"wrote [bold]{result.path}[/bold]: {result.width}x{result.height}, {result.num_frames} frames at "

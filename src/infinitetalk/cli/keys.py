@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
+from infinitetalk.cli.errors import fail
 from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError
 
@@ -29,8 +30,7 @@ def _session(database: str | None, data_dir: Path | None) -> Iterator[Session]:
         with sessions.begin() as session:
             yield session
     except InfiniteTalkError as exc:  # one line with the code, like every other command
-        typer.echo(f"{exc.code}: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+        fail(exc)
     finally:
         db.dispose()
 

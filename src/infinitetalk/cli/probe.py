@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infinitetalk.cli.errors import fail
 from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.media.probe import probe as probe_file
 
@@ -21,8 +22,7 @@ def probe(
     try:
         info = probe_file(path)
     except InfiniteTalkError as exc:
-        Console(stderr=True).print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
         return

@@ -1,0 +1,20 @@
+"""How every command ends on a user-facing error: one line, ``error CODE: message``, exit code 2."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from infinitetalk.errors import InfiniteTalkError
+
+#: Exit code for bad input or a refused operation (1 stays free for crashes).
+EXIT_ERROR = 2
+
+
+def fail(exc: InfiniteTalkError) -> NoReturn:
+    Console(stderr=True).print(
+        f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False, soft_wrap=True
+    )
+    raise typer.Exit(EXIT_ERROR) from None
