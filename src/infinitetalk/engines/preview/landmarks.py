@@ -107,16 +107,20 @@ def _tiled(mp, image: np.ndarray) -> list[Face]:
 
 
 def _mesh(mp, image: np.ndarray, max_faces: int) -> list[Face]:
-    h, w = image.shape[:2]
     with mp.solutions.face_mesh.FaceMesh(
         static_image_mode=True, refine_landmarks=True, max_num_faces=max_faces, min_detection_confidence=0.5
     ) as mesh:
-        result = mesh.process(np.ascontiguousarray(image))
-    out = []
-    for lms in result.multi_face_landmarks or []:
-        pts = np.array([(p.x * w, p.y * h) for p in lms.landmark], dtype=np.float32)
-        out.append(Face(pts))
-    return out
+        return faces_in(mesh, image)
+
+
+def faces_in(mesh, image: np.ndarray) -> list[Face]:
+    """Run a mediapipe FaceMesh on an RGB image; its faces with points in the image's pixels."""
+    h, w = image.shape[:2]
+    result = mesh.process(np.ascontiguousarray(image))
+    return [
+        Face(np.array([(p.x * w, p.y * h) for p in lms.landmark], dtype=np.float32))
+        for lms in result.multi_face_landmarks or []
+    ]
 
 
 def _detector_boxes(mp, image: np.ndarray) -> list[tuple[float, float, float, float]]:

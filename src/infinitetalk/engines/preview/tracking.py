@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from infinitetalk.engines.preview.landmarks import Face
+from infinitetalk.engines.preview.landmarks import Face, faces_in
 
 _MATCH = 0.6  # a face matches if its centre is within this share of the previous face's width
 _CROP_MARGIN = 0.6
@@ -40,7 +40,7 @@ class FaceTracker:
         """This frame's face for each speaker, or None where it was not found."""
         if self._coast():
             return self.previous
-        found = _faces(self._tracking, frame)
+        found = faces_in(self._tracking, frame)
         current: list[Face | None] = []
         for last in self._last_seen:
             face = _nearest(found, last)
@@ -84,17 +84,8 @@ class FaceTracker:
             return None
         scale = _UPSCALE_TO / max(cx1 - cx0, cy1 - cy0)
         crop = cv2.resize(frame[cy0:cy1, cx0:cx1], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        faces = [Face((f.points / scale + (cx0, cy0)).astype(np.float32)) for f in _faces(self._static, crop)]
+        faces = [Face((f.points / scale + (cx0, cy0)).astype(np.float32)) for f in faces_in(self._static, crop)]
         return _nearest(faces, last)
-
-
-def _faces(mesh, image: np.ndarray) -> list[Face]:
-    h, w = image.shape[:2]
-    result = mesh.process(np.ascontiguousarray(image))
-    return [
-        Face(np.array([(p.x * w, p.y * h) for p in lms.landmark], dtype=np.float32))
-        for lms in result.multi_face_landmarks or []
-    ]
 
 
 def _nearest(faces: list[Face], last: Face) -> Face | None:
