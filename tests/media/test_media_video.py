@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -35,6 +36,9 @@ def test_writes_h264_aac_faststart(tmp_path: Path) -> None:
     assert data.index(b"moov") < data.index(b"mdat"), "moov atom must come first (faststart)"
     assert sum(1 for _ in iter_frames(out)) == 50
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
 
 
 def test_failure_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -31,6 +31,10 @@ X264_OPTIONS = {"preset": "veryfast", "crf": "20"}
 AUDIO_BITRATE = 128_000
 #: Frames waiting for the encoder thread; bounds memory if the engine is faster than x264.
 _QUEUE_FRAMES = 8
+#: The process's umask, read once (reading it means setting it): finished files get the usual
+#: permissions, not the 0600 of the temporary file they were written as.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class Mp4Writer:
@@ -93,6 +97,7 @@ class Mp4Writer:
         self._raise_encoder_error()
         self._container.mux(self._video.encode(None))
         self._container.close()
+        os.chmod(self._tmp, 0o666 & ~_UMASK)
         os.replace(self._tmp, self.path)
         return self.path
 
