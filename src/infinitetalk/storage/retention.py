@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
@@ -33,6 +34,51 @@ def _expired_outputs(outputs: Path, ttl_s: float, stale_s: float, now: float) ->
         if path.is_file() and path.stat().st_mtime + age < now:
             found.append(path)
     return found
+
+
+#: How the MP4 writer names a video while it is being written (media.video.Mp4Writer).
+PARTIAL_SUFFIX = ".partial.mp4"
+
+
+def _partials_open() -> set[str] | None:
+    """Partial videos some process of ours has open, from /proc; None where the system cannot tell."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    held = set()
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:  # the process ended, or belongs to another user (who cannot write our files)
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.endswith(PARTIAL_SUFFIX):
+                    held.add(target)
+    return held
+
+
+def remove_orphan_partials(storage: LocalStorage) -> int:
+    """At start-up: delete the partial videos no live process is writing (left by a killed run).
+
+    A writer keeps its partial file open until it renames it, so a partial nobody has open is a dead
+    process's. Where /proc is missing every partial counts as dead: on one machine, anything present
+    before this process starts its workers was written by a process that is gone.
+    """
+    held = _partials_open()
+    removed = 0
+    for path in (storage.root / "outputs").glob(f"*/.*{PARTIAL_SUFFIX}"):
+        if held is not None and str(path) in held:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+        with contextlib.suppress(OSError):  # not empty: the task's finished video or another partial
+            path.parent.rmdir()
+    if removed:
+        log.info("start-up: deleted %d partial video(s) left by a stopped process", removed)
+    return removed
 
 
 def sweep(storage: LocalStorage, settings: Settings, *, now: float | None = None) -> int:

@@ -7,7 +7,7 @@ import logging
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import Engine
 from infinitetalk.storage import LocalStorage
-from infinitetalk.storage.retention import Sweeper
+from infinitetalk.storage.retention import Sweeper, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, open_database
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.metrics import Metrics
@@ -39,6 +39,7 @@ class Runtime:
         self.sweeper = Sweeper(self.storage, settings)
 
     def start(self) -> None:
+        remove_orphan_partials(self.storage)  # before our own workers start writing any
         self.sender.start()
         self.sweeper.start()
         queued = self.lifecycle.recover()
