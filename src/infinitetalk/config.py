@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     task_timeout_s: float = 3600
     #: Delays before each webhook retry; after the last one the delivery is given up.
     webhook_retry_delays_s: list[float] = Field(default_factory=lambda: [5, 30, 120, 600, 1800, 3600])
+    #: One webhook attempt ends after this long in all: connecting, sending and the receiver's answer.
     webhook_timeout_s: float = 10
+    #: Webhook deliveries under way at once (a hanging receiver holds one of them until its timeout).
+    webhook_concurrency: int = 16
     #: Longest `Prefer: wait=N` honoured.
     max_wait_s: int = 300
     #: Content-safety checker of outputs, 'module:factory' (infinitetalk.tasks.safety); empty: none (not checked).

@@ -91,6 +91,16 @@ class Outbox:
             else:
                 delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in_s)
 
+    def release(self, delivery_ids: list[str]) -> None:
+        """Make claimed deliveries due now (their sender stopped mid-attempt) instead of after the lease."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.state == "pending")
+                .values(next_attempt_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+
     def deliveries(self, task_id: str) -> list[WebhookDelivery]:
         with self._sessions() as session:
             return list(session.scalars(select(WebhookDelivery).where(WebhookDelivery.task_id == task_id)))
