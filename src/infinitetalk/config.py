@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    #: Allow serving without API keys on a non-loopback address (anyone who can reach it may use it).
-    insecure: bool = False
+    #: Serve callers that send no API key (loopback callers only). Only ever what the operator asked for
+    #: (`serve --open`); an empty key table never opens the server.
+    open: bool = False
     #: In-process render threads (one per GPU is right for the neural engine).
     workers: int = 1
     #: Base URL clients reach the server at (for output and webhook URLs); empty: the request's own.
@@ -45,6 +46,14 @@ class Settings(BaseSettings):
     output_ttl_s: float = 7 * 24 * 3600
     #: Uploaded inputs not used by a task are deleted after this long.
     upload_ttl_s: float = 24 * 3600
+    #: Per key (and for open mode's key-less callers together): unexpired uploads held at once, and their bytes.
+    max_uploads_per_key: int = 200
+    max_upload_bytes_per_key: int = 2 * 1024**3
+    #: Per key: tasks waiting in the queue at once (running ones are max_concurrent's business).
+    max_queued_per_key: int = 100
+    #: Largest JSON body; bigger inputs go as uploads or URLs, since a parsed JSON body costs several times
+    #: its size in memory.
+    max_json_body_bytes: int = 48 * 1024**2
     sweep_interval_s: float = 600
     #: HMAC key for signed output URLs; empty: one is made once and kept in data_dir.
     signing_secret: str | None = None
@@ -58,6 +67,9 @@ class Settings(BaseSettings):
     webhook_concurrency: int = 16
     #: Longest `Prefer: wait=N` honoured.
     max_wait_s: int = 300
+    #: Waiters (SSE, `Prefer: wait`) are woken at once by changes made in this process; changes made by
+    #: other processes (a fleet of API servers) are seen within this long.
+    watch_poll_s: float = 2.0
     #: Content-safety checker of outputs, 'module:factory' (infinitetalk.tasks.safety); empty: none (not checked).
     safety_checker: str | None = None
 

@@ -103,8 +103,10 @@ def ledger(data_dir: Path, key_id: str) -> tuple[float, list[tuple[str, float, s
 class Server:
     """``infinitetalk serve`` on 127.0.0.1 and a free port, with its own data dir."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, allow_hosts: str = '["localhost"]'):
-        self.data_dir, self.port = data_dir, free_port()
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, allow_hosts: str = '["localhost"]',
+                 open_mode: bool = False):
+        """``open_mode``: started with --open, so loopback callers need no key."""
+        self.data_dir, self.port, self.open_mode = data_dir, free_port(), open_mode
         self.env = {**os.environ, "INFINITETALK_FETCH_ALLOW_HOSTS": allow_hosts, **(env or {})}
         self.log_path = data_dir / "server.log"
         self.proc: subprocess.Popen | None = None
@@ -118,7 +120,7 @@ class Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "infinitetalk.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--log-level", "info"],
+             "--data-dir", str(self.data_dir), "--log-level", "info", *(["--open"] if self.open_mode else [])],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

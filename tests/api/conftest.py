@@ -23,8 +23,8 @@ def file_server(tmp_path_factory: pytest.TempPathFactory, speech_wav: Path, shor
 
 @pytest.fixture(scope="session")
 def preview_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The default engine (preview on a machine with no weights), open mode (no keys)."""
-    with Server(tmp_path_factory.mktemp("preview-data"), env={"INFINITETALK_ENGINE": "auto"}) as server:
+    """The default engine (preview on a machine with no weights), open mode (--open: no keys on loopback)."""
+    with Server(tmp_path_factory.mktemp("preview-data"), env={"INFINITETALK_ENGINE": "auto"}, open_mode=True) as server:
         yield server
 
 

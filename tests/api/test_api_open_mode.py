@@ -1,24 +1,31 @@
-"""Without keys the server is open, but only on loopback; elsewhere it refuses to start unless --insecure."""
+"""Key-less (open) access is what the operator asked for with --open, on loopback only; an empty or emptied
+key table never opens the server."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from api_servers import Server, free_port
+import httpx
+from api_servers import Server, cli, make_key
 
 
 def test_open_mode_says_so(preview_server: Server) -> None:
-    assert "no API keys: serving OPEN on 127.0.0.1" in preview_server.log()
+    assert "--open: callers on this machine may use the server without a key" in preview_server.log()
+    assert httpx.get(f"{preview_server.url}/v1/tasks").status_code == 200
 
 
-def test_refuses_to_serve_open_beyond_loopback(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "infinitetalk.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port()),
-         "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    assert "refusing to serve on 0.0.0.0 without API keys" in result.stderr
-    assert "--insecure" in result.stderr
+def test_no_keys_without_open_refuses_key_less_callers(tmp_path: Path) -> None:
+    with Server(tmp_path, env={"INFINITETALK_ENGINE": "instant"}) as server:
+        response = httpx.get(f"{server.url}/v1/tasks")
+        assert response.status_code == 401
+        assert "keys create" in response.json()["error"]["message"]
+        assert "no API keys yet" in server.log()
+
+
+def test_revoking_the_last_key_does_not_open_the_server(tmp_path: Path) -> None:
+    key = make_key(tmp_path, "only")
+    with Server(tmp_path, env={"INFINITETALK_ENGINE": "instant"}) as server:
+        assert httpx.get(f"{server.url}/v1/tasks", headers={"X-API-Key": key["key"]}).status_code == 200
+        cli("keys", "revoke", key["id"], data_dir=tmp_path)
+        assert httpx.get(f"{server.url}/v1/tasks", headers={"X-API-Key": key["key"]}).status_code == 401
+        assert httpx.get(f"{server.url}/v1/tasks").status_code == 401

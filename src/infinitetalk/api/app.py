@@ -12,12 +12,14 @@ from starlette.concurrency import run_in_threadpool
 
 from infinitetalk import __version__
 from infinitetalk.api import compat
+from infinitetalk.api.body_limit import BodyLimit
 from infinitetalk.api.errors import install_error_handlers
 from infinitetalk.api.routes import files, health, tasks
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import Engine
+from infinitetalk.schema import limits
 from infinitetalk.tasks.runtime import Runtime
-from infinitetalk.tasks.schemas import ErrorBody, TaskCreate
+from infinitetalk.tasks.schemas import ErrorBody, EstimateRequest, TaskCreate
 
 DESCRIPTION = """Portrait (or video) + speech -> lip-synced talking video, as asynchronous tasks.
 
@@ -34,7 +36,7 @@ def _install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (TaskCreate, ErrorBody):
+        for model in (TaskCreate, EstimateRequest, ErrorBody):
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, definition in model_schema.pop("$defs", {}).items():
                 components.setdefault(name, definition)
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app = FastAPI(title="infinitetalk", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=limits.MAX_REQUEST_BYTES)
     app.include_router(tasks.router)
     app.include_router(files.router)
     app.include_router(health.router)

@@ -35,16 +35,15 @@ def _loopback(host: str | None) -> bool:
 
 
 def get_key(request: Request, runtime: RuntimeDep) -> ApiKey | None:
-    """The caller's key; None in open mode (no keys exist), which only loopback callers get."""
+    """The caller's key; None for a key-less loopback caller when the operator started the server `--open`."""
     presented = _presented_key(request)
-    with runtime.sessions() as session:
-        if presented:
+    if presented:
+        with runtime.sessions() as session:
             return keys.authenticate(session, key=presented)
-        if keys.any_active(session):
-            raise Unauthorized("send an API key: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    if not runtime.settings.insecure and not _loopback(request.client.host if request.client else None):
-        raise Unauthorized("this server has no API keys, so it only serves its own machine; create a key")
-    return None
+    if runtime.settings.open and _loopback(request.client.host if request.client else None):
+        return None
+    raise Unauthorized("send an API key: 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
+                       "(`infinitetalk keys create NAME` makes one)")
 
 
 KeyDep = Annotated[ApiKey | None, Depends(get_key)]

@@ -1,20 +1,23 @@
-"""Read a POST /v1/tasks body: JSON, or multipart with files (each file becomes an upload ref)."""
+"""Read request bodies, always after the caller's key was checked: JSON (capped while it streams), or
+multipart with files (each file becomes an upload ref). No route declares a FastAPI body parameter, since
+FastAPI reads those before any dependency runs, key checks included."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from infinitetalk.errors import InputTooLarge, InvalidRequest
 from infinitetalk.schema import limits
 from infinitetalk.tasks.models import ApiKey
 from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.service import request_hash
-from infinitetalk.tasks.staging import save_upload
 
 FILE_FIELDS = {"image": limits.MAX_IMAGE_BYTES, "video": limits.MAX_VIDEO_BYTES, "audio": limits.MAX_AUDIO_BYTES,
                "mask": limits.MAX_IMAGE_BYTES}
@@ -22,16 +25,28 @@ LIST_FIELDS = ("audio", "mask")
 _CHUNK = 1 << 20
 
 
-def _chunks(upload: UploadFile, digest: hashlib._Hash):  # noqa: ANN202 - a generator of bytes
+def file_chunks(upload: UploadFile, digest: hashlib._Hash | None = None) -> Iterator[bytes]:
+    """A spooled form file's bytes, a chunk at a time (hashed on the way when ``digest`` is given)."""
     upload.file.seek(0)
     while chunk := upload.file.read(_CHUNK):
-        digest.update(chunk)
+        if digest is not None:
+            digest.update(chunk)
         yield chunk
 
 
 async def read_json(request: Request) -> tuple[dict, str]:
+    cap = request.app.state.runtime.settings.max_json_body_bytes
+    too_large = InputTooLarge(f"the JSON body is over {cap // 2**20} MiB; send large files as uploads or URLs")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise too_large
     try:
-        payload = await request.json()
+        payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON ({exc})") from None
     if not isinstance(payload, dict):
@@ -41,7 +56,7 @@ async def read_json(request: Request) -> tuple[dict, str]:
 
 async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None) -> tuple[dict, str]:
     """Files go to uploads (their refs into the payload); text fields are values, `request` a JSON object."""
-    form = await request.form()
+    form = await read_form(request)
     payload: dict = {}
     hashed: list[tuple[str, str]] = []
     try:
@@ -53,8 +68,8 @@ async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None)
                     raise InputTooLarge(f"{name}: the file is over {FILE_FIELDS[name] // 2**20} MiB", field=name)
                 digest = hashlib.sha256()
                 upload = await run_in_threadpool(
-                    save_upload, runtime.storage, runtime.settings, key_id=key.id if key else None,
-                    filename=value.filename or name, data_chunks=_chunks(value, digest),
+                    runtime.uploads.save, key_id=key.id if key else None, filename=value.filename or name,
+                    chunks=file_chunks(value, digest), cap=FILE_FIELDS[name], field=name, size_hint=value.size,
                 )
                 ref, hashed_value = f"upload://{upload.id}", digest.hexdigest()
             elif name == "request":
@@ -77,6 +92,27 @@ async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None)
     finally:
         await form.close()
     return payload, hashlib.sha256(json.dumps(sorted(hashed)).encode()).hexdigest()
+
+
+async def read_form(request: Request) -> FormData:
+    """The multipart form (files spooled to disk by Starlette), its body capped by the BodyLimit middleware."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidRequest("send the file as multipart/form-data")
+    try:
+        return await request.form(max_files=8, max_fields=32)
+    except HTTPException as exc:  # Starlette's own words for a malformed form
+        raise InvalidRequest(f"the multipart body could not be read ({exc.detail})") from None
+
+
+async def form_file(request: Request, name: str) -> UploadFile:
+    """The one file field ``name`` of a multipart body; close it when done."""
+    form = await read_form(request)
+    file = form.get(name)
+    if not isinstance(file, UploadFile):
+        await form.close()
+        raise InvalidRequest(f"{name}: send the file as the multipart field '{name}'", field=name)
+    return file
 
 
 async def read_submission(request: Request, runtime: Runtime, key: ApiKey | None) -> tuple[dict, str]:

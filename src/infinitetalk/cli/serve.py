@@ -22,19 +22,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_open_mode(settings: Settings, *, has_keys: bool) -> str | None:
-    """A warning to print, or raise typer.Exit when serving open (no keys) beyond loopback without --insecure."""
-    if has_keys:
-        return None
-    if is_loopback(settings.host):
-        return f"no API keys: serving OPEN on {settings.host} (this machine only); `infinitetalk keys create` adds one"
-    if settings.insecure:
-        return f"no API keys and --insecure: anyone who can reach {settings.host}:{settings.port} can use this server"
-    typer.echo(
-        f"refusing to serve on {settings.host} without API keys: create one with `infinitetalk keys create NAME`, "
-        "bind to 127.0.0.1, or pass --insecure", err=True,
-    )
-    raise typer.Exit(2)
+def access_note(settings: Settings, *, has_keys: bool) -> str | None:
+    """What to tell the operator about who can call the server, or None when keys guard it as usual."""
+    if settings.open:
+        where = "" if is_loopback(settings.host) else f" (callers from other machines still need a key on {settings.host})"
+        return f"--open: callers on this machine may use the server without a key{where}"
+    if not has_keys:
+        return "no API keys yet: every request will be refused until `infinitetalk keys create NAME` makes one " \
+               "(or start with --open to serve this machine without keys)"
+    return None
 
 
 def serve(
@@ -46,7 +42,7 @@ def serve(
     workers: int = typer.Option(None, "--workers", help="Render threads [default: 1]."),
     engine: str = typer.Option(None, "--engine", help="preview, neural or auto."),
     public_url: str = typer.Option(None, "--public-url", help="Base URL clients use, for output/webhook links."),
-    insecure: bool = typer.Option(False, "--insecure", help="Serve without API keys on a non-loopback address."),
+    open_mode: bool = typer.Option(False, "--open", help="Serve callers on this machine (loopback) without a key."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Start the HTTP API with its task store, workers and output storage."""
@@ -57,14 +53,14 @@ def serve(
     from infinitetalk.tasks.db import open_database
 
     flags = {"host": host, "port": port, "database_url": database, "data_dir": data_dir, "workers": workers,
-             "engine": engine, "public_url": public_url, "insecure": insecure or None}
+             "engine": engine, "public_url": public_url, "open": open_mode or None}
     settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db, sessions = open_database(settings)
     with sessions() as session:
         has_keys = keys.any_active(session)
     db.dispose()
-    warning = check_open_mode(settings, has_keys=has_keys)
-    if warning:
-        log.warning(warning)
+    note = access_note(settings, has_keys=has_keys)
+    if note:
+        log.warning(note)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)

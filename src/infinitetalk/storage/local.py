@@ -1,7 +1,8 @@
 """Local directory storage with HMAC-signed, expiring output URLs.
 
-Layout under ``data_dir``: ``inputs/<task>/`` (deleted when the task ends), ``uploads/<id>/<name>``,
-``outputs/<task>/<name>`` (deleted by the retention sweep once expired).
+Layout under ``data_dir``: ``inputs/<task>/`` (deleted when the task ends), ``uploads/<id>/data``,
+``outputs/<task>/<name>`` (deleted by the retention sweep once expired). Every name that reaches a path is one
+we made (ids, ``video.mp4``) and is checked again here: a caller's file name never becomes a path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from infinitetalk.config import Settings
 from infinitetalk.tasks.errors import Gone, NotFound
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+#: A name we made: letters, digits, '_', '-' and inner dots; never '.', '..' or a hidden file.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 
 def _secret(settings: Settings) -> bytes:
@@ -49,10 +51,14 @@ class LocalStorage:
     def output_path(self, task_id: str, name: str = "video.mp4") -> Path:
         return self.root / "outputs" / task_id / name
 
-    def upload_dir(self, upload_id: str) -> Path:
+    def upload_path(self, upload_id: str) -> Path:
         if not _SAFE_NAME.match(upload_id):
-            raise NotFound(f"no upload {upload_id}")
-        return self.root / "uploads" / upload_id
+            raise NotFound("no such upload")
+        return self.root / "uploads" / upload_id / "data"
+
+    def delete_upload(self, upload_id: str) -> None:
+        if _SAFE_NAME.match(upload_id):
+            shutil.rmtree(self.root / "uploads" / upload_id, ignore_errors=True)
 
     def delete_inputs(self, task_id: str) -> None:
         shutil.rmtree(self.input_dir(task_id), ignore_errors=True)
@@ -73,7 +79,8 @@ class LocalStorage:
         """The file a signed URL names, or NotFound (bad signature / no file) / Gone (expired)."""
         if not (_SAFE_NAME.match(task_id) and _SAFE_NAME.match(name)):
             raise NotFound("no such file")
-        if not hmac.compare_digest(self._sign(task_id, name, expires), sig):
+        # bytes, not str: compare_digest refuses non-ASCII text with a TypeError
+        if not hmac.compare_digest(self._sign(task_id, name, expires).encode(), sig.encode("utf-8", "replace")):
             raise NotFound("no such file (the link's signature does not match)")
         path = self.output_path(task_id, name)
         if expires < time.time() or not path.is_file():

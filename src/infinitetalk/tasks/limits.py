@@ -1,7 +1,8 @@
 """Per-key limits, counted from the tasks table (so they hold across restarts and API processes).
 
 - creates per minute, over a sliding 60 s window;
-- unfinished (queued + running) tasks at once.
+- unfinished (queued + running) tasks at once;
+- queued tasks at once (every key, and open mode's key-less callers together), so nobody can fill the queue.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infinitetalk.tasks.errors import Forbidden, TooManyRequests
-from infinitetalk.tasks.models import UNFINISHED, ApiKey, Task, utcnow
+from infinitetalk.tasks.models import UNFINISHED, ApiKey, Task, TaskStatus, utcnow
 
 WINDOW = timedelta(seconds=60)
 #: A concurrency slot frees when a task ends; this is how soon we suggest trying again.
 CONCURRENCY_RETRY_S = 5
+QUEUE_RETRY_S = 10
 
 
 def check_model(key: ApiKey | None, model: str) -> None:
@@ -26,7 +28,18 @@ def check_model(key: ApiKey | None, model: str) -> None:
     raise Forbidden(f"this API key may not use model '{model}' (allowed: {', '.join(key.allowed_models)})")
 
 
-def check_limits(session: Session, key: ApiKey | None) -> None:
+def check_queued(session: Session, key: ApiKey | None, max_queued: int) -> None:
+    owner = Task.api_key_id.is_(None) if key is None else Task.api_key_id == key.id
+    queued = session.scalar(select(func.count()).select_from(Task).where(owner, Task.status == TaskStatus.QUEUED.value))
+    if queued >= max_queued:
+        raise TooManyRequests(
+            f"{'this key has' if key else 'there are'} {queued} tasks waiting in the queue, the most allowed; "
+            "wait for some to start", retry_after=QUEUE_RETRY_S, code="queue_limited")
+
+
+def check_limits(session: Session, key: ApiKey | None, *, max_queued: int | None = None) -> None:
+    if max_queued is not None:
+        check_queued(session, key, max_queued)
     if key is None:
         return
     now = utcnow()

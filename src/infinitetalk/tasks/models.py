@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 MICROS = 1_000_000
@@ -61,7 +61,8 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_key_created", "api_key_id", "created_at"),
         Index("ix_tasks_status", "status"),
-        Index("ix_tasks_idempotency", "api_key_id", "idempotency_key", unique=True),
+        # coalesce: a NULL key id (open mode) must still make one idempotency key one task
+        Index("ix_tasks_idempotency", text("coalesce(api_key_id, '')"), "idempotency_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -102,6 +103,24 @@ class Task(Base):
     @property
     def state(self) -> TaskStatus:
         return TaskStatus(self.status)
+
+
+class Upload(Base):
+    """An uploaded input file. Its bytes live in storage under the upload's id; the caller's file name is
+    only data here, never a path."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_key_expires", "api_key_id", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    filename: Mapped[str] = mapped_column(String(100))
+    #: Bytes stored (for a two-step upload: the size it was promised until its bytes arrive).
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: False until the bytes are in place (a two-step upload between its two steps).
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class LedgerEntry(Base):

@@ -13,6 +13,8 @@ from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.outbox import Outbox
 from infinitetalk.tasks.service import TaskService
+from infinitetalk.tasks.watch import TaskWatch
+from infinitetalk.tasks.uploads import Uploads
 from infinitetalk.workers.dispatcher import InProcessDispatcher
 from infinitetalk.engines import load_engine
 from infinitetalk.workers.runner import TaskRunner
@@ -29,12 +31,15 @@ class Runtime:
         self.metrics = Metrics(self.sessions)
         self.outbox = Outbox(self.sessions, settings)
         self.sender = WebhookSender(self.outbox, settings)
+        self.watch = TaskWatch(self.sessions, settings)  # what SSE and `Prefer: wait` clients wait on
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
-                                       metrics=self.metrics, wake_sender=self.sender.wake)
+                                       metrics=self.metrics, wake_sender=self.sender.wake,
+                                       on_change=self.watch.changed)
         self.engine = engine or load_engine(settings)
         self.runner = TaskRunner(engine=self.engine, settings=settings, events=self.lifecycle)
         self.dispatcher = InProcessDispatcher(self.runner.run, workers=settings.workers, token=self.runner.new_token)
-        self.service = TaskService(sessions=self.sessions, storage=self.storage, settings=settings,
+        self.uploads = Uploads(sessions=self.sessions, storage=self.storage, settings=settings)
+        self.service = TaskService(sessions=self.sessions, storage=self.storage, uploads=self.uploads, settings=settings,
                                    lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics)
         self.sweeper = Sweeper(self.storage, settings)
 

@@ -28,6 +28,7 @@ from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
 from infinitetalk.tasks.schemas import Estimate, EstimateRequest
+from infinitetalk.tasks.uploads import Uploads
 from infinitetalk.workers.dispatcher import Dispatcher
 
 log = logging.getLogger("infinitetalk.tasks")
@@ -42,9 +43,9 @@ def model_for(request: GenerationRequest) -> str:
 
 
 class TaskService:
-    def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, settings: Settings,
+    def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, uploads: Uploads, settings: Settings,
                  lifecycle: TaskLifecycle, dispatcher: Dispatcher, metrics: Metrics) -> None:
-        self.sessions, self.storage, self.settings = sessions, storage, settings
+        self.sessions, self.storage, self.uploads, self.settings = sessions, storage, uploads, settings
         self.lifecycle, self.dispatcher, self.metrics = lifecycle, dispatcher, metrics
 
     # --- submit ---
@@ -70,12 +71,12 @@ class TaskService:
                 raise InvalidRequest("callback_url: must be a URL string", field="callback_url")
             check_url(callback_url, self.settings, field="callback_url")
         with self.sessions() as session:
-            limits.check_limits(session, key)
+            limits.check_limits(session, key, max_queued=self.settings.max_queued_per_key)
 
         task_id = "task_" + secrets.token_hex(10)
         dest = self.storage.input_dir(task_id)
         try:
-            local, durations = staging.stage(request, dest, key_id=key_id, storage=self.storage, settings=self.settings)
+            local, durations = staging.stage(request, dest, key_id=key_id, uploads=self.uploads, settings=self.settings)
             seconds = billing.total_audio_seconds(durations, request.audio_layout)
             pricing = self.settings if min_billed_seconds is None else self.settings.model_copy(
                 update={"min_billed_seconds": min_billed_seconds})
@@ -93,9 +94,9 @@ class TaskService:
             with self.sessions.begin() as session:
                 if key is not None:
                     billing.reserve(session, key_id=key.id, amount_micros=quote.price_micros, task_id=task_id)
-                    # Counted again now that the reserve's UPDATE holds the key's row (PostgreSQL) or the
-                    # write lock (SQLite): two racing submits can no longer both pass the limits.
-                    limits.check_limits(session, key)
+                # Counted again now that the reserve's UPDATE holds the key's row (PostgreSQL) or the
+                # write lock (SQLite): two racing submits can no longer both pass the limits.
+                limits.check_limits(session, key, max_queued=self.settings.max_queued_per_key)
                 session.add(task)
         except IntegrityError:
             # two submits with one idempotency key raced; the other one won
@@ -173,7 +174,7 @@ class TaskService:
             raise InvalidRequest(f"{field}: {errors[0]['msg']}", field=field) from None
         with tempfile.TemporaryDirectory(prefix="infinitetalk-estimate-") as tmp:
             _, durations = staging.stage_audio(request.audio, Path(tmp), key_id=key.id if key else None,
-                                               storage=self.storage, settings=self.settings)
+                                               uploads=self.uploads, settings=self.settings)
         seconds = billing.total_audio_seconds(durations, request.audio_layout)
         quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=self.settings)
         return Estimate(audio_seconds=round(seconds, 3), billed_seconds=quote.billed_seconds,

@@ -10,10 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.errors import ERROR_RESPONSES
-from infinitetalk.api.submission import read_submission
+from infinitetalk.api.submission import read_json, read_submission
 from infinitetalk.api.waiting import prefer_wait, task_events, wait_for_end
 from infinitetalk.tasks.models import TaskStatus
-from infinitetalk.tasks.schemas import Estimate, EstimateRequest, TaskList, TaskPublic
+from infinitetalk.tasks.schemas import Estimate, TaskList, TaskPublic
 from infinitetalk.tasks.views import task_public
 
 router = APIRouter(prefix="/v1", tags=["tasks"], responses=ERROR_RESPONSES)
@@ -100,7 +100,9 @@ def cancel_task(task_id: str, runtime: RuntimeDep, key: KeyDep) -> TaskPublic:
     return task_public(task, storage=runtime.storage, settings=runtime.settings)
 
 
-@router.post("/estimate", response_model=Estimate)
-def estimate(body: EstimateRequest, runtime: RuntimeDep, key: KeyDep) -> Estimate:
+@router.post("/estimate", response_model=Estimate, openapi_extra={"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/EstimateRequest"}}}}})
+async def estimate(request: Request, runtime: RuntimeDep, key: KeyDep) -> Estimate:
     """Probe the audio and price it, without creating a task."""
-    return runtime.service.estimate(key=key, payload=body.model_dump(mode="json"))
+    payload, _ = await read_json(request)
+    return await run_in_threadpool(runtime.service.estimate, key=key, payload=payload)

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import os
-from typing import Annotated
-
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -21,9 +18,9 @@ from infinitetalk.api.compat.wavespeed.protocol import (
     prediction,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
-from infinitetalk.errors import InfiniteTalkError, InputTooLarge, InvalidRequest
+from infinitetalk.api.submission import file_chunks, form_file
+from infinitetalk.errors import InfiniteTalkError, InputTooLarge
 from infinitetalk.tasks.errors import NotFound
-from infinitetalk.tasks.staging import save_upload
 
 HTTP = {413: 400, 409: 400, 499: 400}
 
@@ -38,12 +35,13 @@ router = APIRouter(prefix="/api/v3", tags=["compat: WaveSpeed"], route_class=com
 
 
 @router.post("/media/uploads")
-async def upload_ticket(body: UploadTicketRequest, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
+async def upload_ticket(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """Step 1 of ``Client.upload``: make an empty upload and say where to PUT its bytes."""
+    body = await common.read_body(request, UploadTicketRequest)
     if body.size is not None and body.size > MAX_UPLOAD_BYTES:
         raise InputTooLarge(f"size: files up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted", field="size")
-    upload = await run_in_threadpool(save_upload, runtime.storage, runtime.settings, key_id=key.id if key else None,
-                                     filename=body.filename, data_chunks=[])
+    upload = await run_in_threadpool(runtime.uploads.create, key_id=key.id if key else None,
+                                     filename=body.filename, size_hint=max(0, body.size or 0))
     # the upload id (128 random bits) is the PUT's permission, as a presigned URL's signature would be
     upload_instruction = {"method": "PUT", "url": f"{base_url}/api/v3/media/uploads/{upload.id}",
                           "headers": {"Content-Type": body.content_type or "application/octet-stream"}}
@@ -53,35 +51,23 @@ async def upload_ticket(body: UploadTicketRequest, runtime: RuntimeDep, key: Key
 
 @router.put("/media/uploads/{upload_id}")
 async def upload_bytes(upload_id: str, request: Request, runtime: RuntimeDep) -> dict:
-    """Step 2: the file's bytes, once, into the upload made in step 1."""
-    folder = runtime.storage.upload_dir(upload_id)
-    target = next((p for p in folder.iterdir() if p.name != ".owner"), None) if folder.is_dir() else None
-    if target is None:
-        raise NotFound(f"no upload {upload_id}")
-    if target.stat().st_size:
-        raise InvalidRequest(f"upload {upload_id} already has its file; ask for a new upload")
-    size, partial = 0, target.with_name(target.name + ".part")
-    with open(partial, "wb") as out:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                out.close()
-                os.unlink(partial)
-                raise InputTooLarge(f"files up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted")
-            out.write(chunk)
-    os.replace(partial, target)
-    return envelope({"size": size})
+    """Step 2: the file's bytes, once, into the upload made in step 1 (its unguessable id is the permission,
+    as a presigned URL's signature would be, so this route takes no key)."""
+    upload = await run_in_threadpool(runtime.uploads.pending, upload_id)
+    upload = await runtime.uploads.write_stream(upload, request.stream(), cap=MAX_UPLOAD_BYTES)
+    return envelope({"size": upload.size})
 
 
 @router.post("/media/upload/binary")
-async def upload_binary(file: Annotated[UploadFile, File()], runtime: RuntimeDep, key: KeyDep,
-                        base_url: BaseUrlDep) -> dict:
+async def upload_binary(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """The older one-step upload (multipart ``file``)."""
-    if file.size is not None and file.size > MAX_UPLOAD_BYTES:
-        raise InputTooLarge(f"file: files up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted", field="file")
-    chunks = iter(lambda: file.file.read(1 << 20), b"")
-    upload = await run_in_threadpool(save_upload, runtime.storage, runtime.settings, key_id=key.id if key else None,
-                                     filename=file.filename or "upload", data_chunks=chunks)
+    file = await form_file(request, "file")
+    try:
+        upload = await run_in_threadpool(runtime.uploads.save, key_id=key.id if key else None,
+                                         filename=file.filename or "upload", chunks=file_chunks(file),
+                                         cap=MAX_UPLOAD_BYTES, field="file", size_hint=file.size)
+    finally:
+        await file.close()
     return envelope({"type": "file", "download_url": f"{base_url}/v1/uploads/{upload.id}",
                      "filename": upload.filename, "size": upload.size})
 
