@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     #: Waiters (SSE, `Prefer: wait`) are woken at once by changes made in this process; changes made by
     #: other processes (a fleet of API servers) are seen within this long.
     watch_poll_s: float = 2.0
+    #: Waiters (SSE, `Prefer: wait`) are woken at once by changes made in this process; changes made by
+    #: other processes (a fleet of API servers) are seen within this long.
+    watch_poll_s: float = 2.0
     #: Content-safety checker of outputs, 'module:factory' (infinitetalk.tasks.safety); empty: none (not checked).
     safety_checker: str | None = None
 

@@ -1,8 +1,11 @@
-"""Waiting on a task without holding a thread: `Prefer: wait=N` and server-sent events."""
+"""Waiting on a task without holding a thread: `Prefer: wait=N` and server-sent events.
+
+Waiters do not poll: all waiters on one task share its watcher (``tasks.watch``), which reloads the task
+when it changes.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -14,7 +17,6 @@ from infinitetalk.tasks.models import ApiKey, Task
 from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.views import task_public
 
-POLL_S = 0.2
 KEEPALIVE_S = 15.0
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 
@@ -30,29 +32,38 @@ async def _get(runtime: Runtime, key: ApiKey | None, task_id: str) -> Task:
 
 
 async def wait_for_end(runtime: Runtime, key: ApiKey | None, task_id: str, seconds: float) -> Task:
+    if seconds <= 0:
+        return await _get(runtime, key, task_id)
     deadline = time.monotonic() + seconds
-    while True:
-        task = await _get(runtime, key, task_id)
-        left = deadline - time.monotonic()
-        if task.state.terminal or left <= 0:
-            return task
-        await asyncio.sleep(min(POLL_S, left))
+    async with runtime.watch.watching(task_id) as watcher:
+        # the version first: a change made while we read the task still wakes us
+        version = watcher.version
+        task = await _get(runtime, key, task_id)  # also the key check: the watcher reads any task
+        while not task.state.terminal:
+            update = await watcher.next(version, deadline - time.monotonic())
+            if update is None or update[1] is None:  # time is up, or the task is gone
+                return task
+            version, task = update
+        return task
 
 
 async def task_events(runtime: Runtime, key: ApiKey | None, task_id: str) -> AsyncIterator[str]:
     """`progress` events while the task changes, then one `done` event with the final task."""
-    last, sent_at, number = None, time.monotonic(), 0
-    while True:
-        task = await _get(runtime, key, task_id)
-        view = task_public(task, storage=runtime.storage, settings=runtime.settings)
-        snapshot = (view.status, view.progress.fraction, view.progress.stage)
-        if snapshot != last:
-            last, sent_at, number = snapshot, time.monotonic(), number + 1
-            kind = "done" if task.state.terminal else "progress"
-            yield f"id: {number}\nevent: {kind}\ndata: {json.dumps(view.model_dump(mode='json'))}\n\n"
-        elif time.monotonic() - sent_at > KEEPALIVE_S:
-            sent_at = time.monotonic()
-            yield ": keep-alive\n\n"  # a comment line keeps proxies from closing an idle stream
-        if task.state.terminal:
-            return
-        await asyncio.sleep(POLL_S)
+    last, number = None, 0
+    async with runtime.watch.watching(task_id) as watcher:
+        version = watcher.version
+        task: Task | None = await _get(runtime, key, task_id)
+        while task is not None:
+            view = task_public(task, storage=runtime.storage, settings=runtime.settings)
+            snapshot = (view.status, view.progress.fraction, view.progress.stage)
+            if snapshot != last:
+                last, number = snapshot, number + 1
+                kind = "done" if task.state.terminal else "progress"
+                yield f"id: {number}\nevent: {kind}\ndata: {json.dumps(view.model_dump(mode='json'))}\n\n"
+            if task.state.terminal:
+                return
+            update = await watcher.next(version, KEEPALIVE_S)
+            while update is None:
+                yield ": keep-alive\n\n"  # a comment line keeps proxies from closing an idle stream
+                update = await watcher.next(version, KEEPALIVE_S)
+            version, task = update

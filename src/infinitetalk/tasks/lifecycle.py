@@ -51,9 +51,12 @@ class TaskLifecycle:
     """Implements the runner's JobEvents, plus the caller's cancel and start-up recovery."""
 
     def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, settings: Settings,
-                 metrics: Metrics, wake_sender: Callable[[], None]) -> None:
+                 metrics: Metrics, wake_sender: Callable[[], None],
+                 on_change: Callable[[str], None] = lambda _task_id: None) -> None:
         self.sessions, self.storage, self.settings = sessions, storage, settings
         self.metrics, self._wake_sender = metrics, wake_sender
+        #: told the id of every task whose status or progress this process changed (after the commit)
+        self._on_change = on_change
         self.safety = safety.load_checker(settings.safety_checker)
 
     # --- start, progress ---
@@ -71,6 +74,7 @@ class TaskLifecycle:
             request = GenerationRequest.model_validate(task.local_request)
             queue_delay = (now - task.created_at).total_seconds()
             attempt = task.attempts
+        self._on_change(task_id)
         self.metrics.started(queue_delay)
         log.info("task %s running (attempt %d, queued %.3f s)", task_id, attempt, queue_delay)
         return Job(task_id=task_id, request=request, output_path=self.storage.output_path(task_id))
@@ -81,7 +85,9 @@ class TaskLifecycle:
                 update(Task).where(Task.id == task_id, Task.status == RUNNING)
                 .values(progress=float(fraction), stage=stage[:40], heartbeat_at=utcnow())
             )
-            return bool(session.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
+            cancel = bool(session.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
+        self._on_change(task_id)
+        return cancel
 
     # --- endings ---
     def succeeded(self, task_id: str, result: RenderResult) -> None:
@@ -113,6 +119,7 @@ class TaskLifecycle:
         with self.sessions.begin() as session:
             session.execute(update(Task).where(Task.id == task_id, Task.status == RUNNING)
                             .values(status=QUEUED, progress=0.0, stage=None))
+        self._on_change(task_id)
         log.info("task %s queued again (server stopping)", task_id)
 
     def recover(self) -> list[str]:
@@ -151,4 +158,5 @@ class TaskLifecycle:
         log.info("task %s %s%s%s", task_id, status.value, f" ({code}: {values.get('error_message')})" if code else "",
                  " refunded" if refund else "")
         self._wake_sender()
+        self._on_change(task_id)
         return True
