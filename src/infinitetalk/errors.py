@@ -12,7 +12,8 @@ to a status code in one place; the CLI prints ``code: message`` and exits non-ze
     │   └── NoFaceDetected            400 nothing to animate
     ├── FetchFailed                   400 a URL could not be downloaded
     ├── Canceled                      499 the caller asked us to stop
-    └── EngineError                   500 our failure while generating
+    ├── EngineError                   500 our failure while generating
+    └── StorageFull                   503 our disk refused a write; Retry-After says when to try again
 """
 
 from __future__ import annotations
@@ -75,3 +76,19 @@ class Canceled(InfiniteTalkError):
 
 class EngineError(InfiniteTalkError):
     code = "engine_error"
+
+
+class StorageFull(InfiniteTalkError):
+    """Our disk is full (or a file-size limit was hit) while writing an input or an output.
+
+    503 rather than 507: the condition is ours and passes (the retention sweep frees space, an operator
+    adds some), and HTTP clients and provider SDKs retry a 503 after ``retry_after`` seconds.
+    """
+
+    code = "storage_full"
+    http_status = 503
+    retry_after = 60
+
+    def __init__(self, message: str = "the server has no room to store this request's files right now; "
+                 "try again in a minute", *, field: str | None = None) -> None:
+        super().__init__(message, field=field)

@@ -99,3 +99,16 @@ def test_too_long_audio_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputTooLarge) as info:
         probe_duration(path)
     assert info.value.code == "audio_too_long" and "600 s" in info.value.message
+
+
+def test_unreadable_audio_is_worded_without_our_file_names(tmp_path: Path) -> None:
+    # a server names fetched inputs itself; FFmpeg puts that path in its error text
+    folder = tmp_path / "inputs" / "task_0123456789"
+    folder.mkdir(parents=True)
+    path = folder / "audio-xc7txxg9"
+    path.write_bytes(b"this is not audio at all" * 100)
+    with pytest.raises(InvalidRequest) as info:
+        decode_audio(path, field="audio.1")
+    message = info.value.message
+    assert message.startswith("audio.1: could not read the audio (the decoder said: "), message
+    assert "xc7txxg9" not in message and "task_" not in message and "''" not in message

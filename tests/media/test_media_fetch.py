@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,37 @@ def test_local_paths_only_when_allowed(tmp_path: Path, speech_wav: Path) -> None
 
 def test_check_url_returns_the_checked_addresses() -> None:
     assert check_url("http://127.0.0.1:9/x", LOOPBACK_ALLOWED) == [ipaddress.ip_address("127.0.0.1")]
+
+
+#: Fetches in a child process whose files may not grow past 64 kB (Python ignores SIGXFSZ, so the write past
+#: the limit fails with EFBIG, as one on a full disk fails with ENOSPC), and says how it ended.
+_FETCH_ON_A_FULL_DISK = """
+import json, resource, sys
+from pathlib import Path
+from infinitetalk.config import Settings
+from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.media.fetch import fetch_to_file
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+ref, dest = sys.stdin.read(), Path(sys.argv[1])
+try:
+    fetch_to_file(ref, dest, kind="audio", field="audio.1", settings=Settings(fetch_allow_hosts=["127.0.0.1"]))
+    print(json.dumps({"code": None}))
+except InfiniteTalkError as exc:
+    print(json.dumps({**exc.to_dict(), "retry_after": getattr(exc, "retry_after", None)}))
+"""
+
+
+@pytest.mark.parametrize("source", ["url", "chunked", "data"])
+def test_a_full_disk_is_storage_full_and_leaves_nothing(file_server, tmp_path: Path, source: str) -> None:
+    payload = b"RIFF" + bytes(300_000)
+    (file_server.root / "long.wav").write_bytes(payload)
+    ref = {"url": file_server.url("long.wav"), "chunked": file_server.url("chunked/long.wav"),
+           "data": "data:audio/wav;base64," + base64.b64encode(payload).decode()}[source]
+    dest = tmp_path / "inputs"
+    done = subprocess.run([sys.executable, "-c", _FETCH_ON_A_FULL_DISK, str(dest)], input=ref,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    ended = json.loads(done.stdout)
+    assert (ended["code"], ended["field"], ended["retry_after"]) == ("storage_full", "audio.1", 60), ended
+    assert str(tmp_path) not in ended["message"]
+    assert [path for path in dest.rglob("*") if path.is_file()] == []

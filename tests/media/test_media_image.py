@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from PIL import Image
 
 from infinitetalk.errors import InputTooLarge, InvalidRequest
-from infinitetalk.media.image import cover_crop, cover_crop_box, decode_image
+from infinitetalk.media.image import check_image, cover_crop, cover_crop_box, decode_image
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
@@ -62,3 +64,33 @@ def test_cover_crop_fills_and_centres() -> None:
     assert out[:, 32].mean() > 200 and out[:, 0].mean() < 10
     scale, dx, dy = cover_crop_box(200, 100, 64, 64)
     assert (scale, dx, dy) == (0.64, 32, 0)
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A valid PNG that claims width x height 1-bit pixels and holds one row: a bomb's header, bytes small."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (1 + width // 8))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_gigapixel_bomb_is_refused_as_too_large(tmp_path: Path) -> None:
+    # 1.6 gigapixels: Pillow itself refuses it before our own cap sees the size
+    path = png_header(tmp_path / "bomb.png", 40_000, 40_000)
+    with pytest.raises(InputTooLarge) as info:
+        decode_image(path)
+    assert info.value.code == "image_too_large" and info.value.field == "image"
+    assert "megapixel limit" in info.value.message
+
+
+def test_check_decodes_the_whole_image(grace_hopper_path: Path, tmp_path: Path) -> None:
+    assert check_image(grace_hopper_path) == (512, 600)
+    cut = tmp_path / "image-x7q2.jpg"  # what a server names a fetched input
+    cut.write_bytes(grace_hopper_path.read_bytes()[:3000])  # the header reads, the pixels stop short
+    with pytest.raises(InvalidRequest) as info:
+        check_image(cut, field="mask.0", mode="L")
+    assert info.value.code == "image_unreadable" and info.value.field == "mask.0"
+    assert info.value.message.startswith("mask.0: ") and "x7q2" not in info.value.message

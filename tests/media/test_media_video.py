@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from infinitetalk.errors import InvalidRequest
-from infinitetalk.media.video import Mp4Writer, iter_frames, timeline_frames, video_duration
+from infinitetalk.media.video import Mp4Writer, check_video, iter_frames, timeline_frames, video_duration
 
 
 def frames(n: int, h: int = 64, w: int = 96):
@@ -99,3 +99,18 @@ def test_audio_only_file_is_not_a_video(speech_wav: Path) -> None:
     with pytest.raises(InvalidRequest) as info:
         video_duration(speech_wav)
     assert info.value.code == "video_unreadable"
+
+
+def test_check_opens_and_decodes_the_first_frame(tmp_path: Path, speech_wav: Path) -> None:
+    good = tmp_path / "clip.mp4"
+    with Mp4Writer(good, width=96, height=64, fps=25) as writer:
+        for frame in frames(10):
+            writer.write(frame)
+    assert check_video(good) == (96, 64)
+    text = tmp_path / "video-ab12cd"
+    text.write_bytes(b"not a video, only words\n" * 50)
+    for bad in (text, speech_wav):
+        with pytest.raises(InvalidRequest) as info:
+            check_video(bad)
+        assert info.value.code == "video_unreadable" and info.value.field == "video"
+        assert info.value.message.startswith("video: ") and str(tmp_path) not in info.value.message

@@ -15,9 +15,10 @@ from infinitetalk.errors import InputTooLarge, InvalidRequest
 from infinitetalk.schema import limits
 
 
-def _unreadable(path: Path, why: str, field: str) -> InvalidRequest:
+def _unreadable(why: str, field: str) -> InvalidRequest:
+    # The file's name is left out: on a server it is our temporary name, which tells the caller nothing.
     return InvalidRequest(
-        f"could not read audio from {path.name}: {why}. Send speech as MP3, WAV, M4A/AAC, OGG or FLAC.",
+        f"{field}: could not read the audio ({why}); send speech as MP3, WAV, M4A/AAC, OGG or FLAC",
         code="audio_unreadable",
         field=field,
     )
@@ -45,7 +46,7 @@ def decode_audio(
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
-                raise _unreadable(path, "the file has no audio stream", field)
+                raise _unreadable("the file has no audio stream", field)
             stream = container.streams.audio[0]
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
@@ -57,12 +58,12 @@ def decode_audio(
                 chunks.append(out.to_ndarray().reshape(-1, channels))
                 total += out.samples
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise _unreadable(path, _reason(exc), field) from None
+        raise _unreadable(_reason(exc), field) from None
     if total > limit:
         raise _too_long(total / sample_rate, field)
     if total == 0:
         raise InvalidRequest(
-            f"{path.name} holds no audio samples: send a file with at least a moment of sound (silence is fine).",
+            f"{field}: the file holds no audio samples; send a file with at least a moment of sound (silence is fine)",
             code="audio_empty",
             field=field,
         )
@@ -78,13 +79,15 @@ def probe_duration(path: str | Path, *, field: str = "audio") -> float:
 
 def _too_long(seconds: float, field: str) -> InputTooLarge:
     return InputTooLarge(
-        f"audio is longer than the {limits.MAX_AUDIO_SECONDS:.0f} s limit (at least {seconds:.0f} s): "
-        "split it and make several videos.",
+        f"{field}: the audio is longer than the {limits.MAX_AUDIO_SECONDS:.0f} s limit (at least {seconds:.0f} s); "
+        "split it and make several videos",
         code="audio_too_long",
         field=field,
     )
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).split(":")[-1].strip() or type(exc).__name__
-    return f"the decoder said '{text}'"
+    """What the decoder found wrong, in its words, without the file name FFmpeg puts in its message."""
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return f"the decoder said: {exc.strerror}"
+    return "the data is damaged or not audio"

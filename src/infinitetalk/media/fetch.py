@@ -8,7 +8,8 @@ A URL from a caller must not become a way into our own network (SSRF). So:
 - we connect to the address we checked (no second lookup an attacker could rebind),
   sending the original Host header and TLS server name;
 - redirects are followed by hand, at most 3, each target checked again;
-- connect/read timeouts, and a byte cap enforced while streaming.
+- connect/read timeouts, and a byte cap enforced while streaming;
+- a full disk is ``storage_full`` and leaves no partial file.
 ``Settings.fetch_allow_hosts`` names hosts or networks that may be reached anyway (tests,
 trusted internal file servers).
 """
@@ -28,6 +29,7 @@ import httpx
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import FetchFailed, InputTooLarge, InvalidRequest, UrlNotAllowed
+from infinitetalk.media.disk import disk_writes
 from infinitetalk.schema import limits
 
 MAX_BYTES = {"audio": limits.MAX_AUDIO_BYTES, "image": limits.MAX_IMAGE_BYTES, "video": limits.MAX_VIDEO_BYTES}
@@ -54,7 +56,8 @@ def fetch_to_file(
     """
     field = field or kind
     cap = MAX_BYTES[kind]
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    with disk_writes(field):
+        dest_dir.mkdir(parents=True, exist_ok=True)
     scheme = urllib.parse.urlsplit(ref).scheme.lower() if "://" in ref or ref.startswith("data:") else ""
     if scheme == "data":
         return _save(_decode_data_uri(ref, field), dest_dir, kind, cap, field)
@@ -173,21 +176,22 @@ def pinned_request(
 
 
 def _stream_to_file(response: httpx.Response, dest_dir: Path, kind: str, cap: int, field: str, url: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f"{kind}-", dir=dest_dir)
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in response.iter_bytes(_CHUNK):
-                size += len(chunk)
-                if size > cap:
-                    raise _too_large(field, kind, cap)
-                out.write(chunk)
-    except httpx.HTTPError as exc:
-        os.unlink(name)
-        raise FetchFailed(f"{field}: download of {url} broke off: {exc}", field=field) from None
-    except BaseException:
-        os.unlink(name)
-        raise
+    with disk_writes(field):
+        fd, name = tempfile.mkstemp(prefix=f"{kind}-", dir=dest_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes(_CHUNK):
+                    size += len(chunk)
+                    if size > cap:
+                        raise _too_large(field, kind, cap)
+                    out.write(chunk)
+        except httpx.HTTPError as exc:
+            os.unlink(name)
+            raise FetchFailed(f"{field}: download of {url} broke off: {exc}", field=field) from None
+        except BaseException:
+            os.unlink(name)  # a full disk included: no half-written input stays behind
+            raise
     return Path(name)
 
 
@@ -206,9 +210,14 @@ def _decode_data_uri(uri: str, field: str) -> bytes:
 def _save(data: bytes, dest_dir: Path, kind: str, cap: int, field: str) -> Path:
     if len(data) > cap:
         raise _too_large(field, kind, cap)
-    fd, name = tempfile.mkstemp(prefix=f"{kind}-", dir=dest_dir)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    with disk_writes(field):
+        fd, name = tempfile.mkstemp(prefix=f"{kind}-", dir=dest_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        except BaseException:
+            os.unlink(name)
+            raise
     return Path(name)
 
 

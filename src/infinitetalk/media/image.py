@@ -20,32 +20,51 @@ def decode_image(path: str | Path, *, field: str = "image", mode: str = "RGB") -
     """Decode an image file to uint8 (HxWx3 for RGB, HxW for L), upright per its EXIF tag."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            if img.format not in FORMATS:
-                raise InvalidRequest(
-                    f"{field}: {img.format} images are not accepted; send PNG, JPEG or WebP",
-                    code="image_unreadable",
-                    field=field,
-                )
-            width, height = img.size
-            if width * height > limits.MAX_IMAGE_PIXELS:
-                raise InputTooLarge(
-                    f"{field}: {width}x{height} pixels is over the {limits.MAX_IMAGE_PIXELS // 1_000_000} "
-                    "megapixel limit; downscale the image",
-                    code="image_too_large",
-                    field=field,
-                )
-            with warnings.catch_warnings():
-                # Our own pixel cap above is stricter; Pillow's bomb warning adds nothing.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():
+            # Our own pixel cap below is stricter; Pillow's bomb warning adds nothing.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.format not in FORMATS:
+                    raise InvalidRequest(
+                        f"{field}: {img.format} images are not accepted; send PNG, JPEG or WebP",
+                        code="image_unreadable",
+                        field=field,
+                    )
+                width, height = img.size
+                if width * height > limits.MAX_IMAGE_PIXELS:
+                    raise _too_many_pixels(field, f"{width}x{height} pixels")
                 img = ImageOps.exif_transpose(img)
                 return np.asarray(img.convert(mode)).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError:
+        # Pillow refuses far bigger headers (its own cap, 2x ~89 MP) before we see the size.
+        raise _too_many_pixels(field, "the image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         raise InvalidRequest(
-            f"{field}: {path.name} is not a readable image ({exc.__class__.__name__}); send PNG, JPEG or WebP",
+            f"{field}: the file is not a readable image (not a picture, a damaged one, or cut short); "
+            "send PNG, JPEG or WebP",
             code="image_unreadable",
             field=field,
         ) from None
+
+
+def check_image(path: str | Path, *, field: str = "image", mode: str = "RGB") -> tuple[int, int]:
+    """Decode the whole image once, as a render would, and return its upright (width, height).
+
+    For the submit path: a file that would fail the render is refused while the caller is still
+    there to be told, before anything is stored or charged. The pixel cap bounds the cost. ``mode`` is
+    the one the render asks for (RGB for a portrait, L for a mask), so the check cannot pass what it fails.
+    """
+    pixels = decode_image(path, field=field, mode=mode)
+    height, width = pixels.shape[:2]
+    return width, height
+
+
+def _too_many_pixels(field: str, what: str) -> InputTooLarge:
+    return InputTooLarge(
+        f"{field}: {what} is over the {limits.MAX_IMAGE_PIXELS // 1_000_000} megapixel limit; downscale the image",
+        code="image_too_large",
+        field=field,
+    )
 
 
 def cover_crop(image: np.ndarray, width: int, height: int, *, fast: bool = False) -> np.ndarray:

@@ -53,7 +53,8 @@ def probe(path: str | Path) -> MediaInfo:
                     s.frames = counts[s.index]
     except av.error.FFmpegError as exc:
         raise InvalidRequest(
-            f"{path.name} is not a media file PyAV can read ({exc.strerror or exc})", code="media_unreadable"
+            f"{path.name} is not a media file PyAV can read ({exc.strerror or 'damaged or unknown format'})",
+            code="media_unreadable",
         ) from None
     duration = 0.0
     if any(s.kind == "audio" for s in streams):

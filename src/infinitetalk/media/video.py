@@ -173,7 +173,9 @@ def _video_stream(path: str | Path, field: str) -> Iterator[tuple[av.container.I
             yield container, container.streams.video[0]
     except av.error.FFmpegError as exc:
         raise InvalidRequest(
-            f"{field}: could not decode the video ({exc.strerror or exc}); send an MP4/MOV/WebM video",
+            # strerror only: the full text names the file, which on a server is a path of ours
+            f"{field}: could not decode the video ({exc.strerror or 'damaged or not a video'}); "
+            "send an MP4/MOV/WebM video",
             code="video_unreadable",
             field=field,
         ) from None
@@ -198,6 +200,26 @@ def first_frame(path: str | Path, *, field: str = "video") -> np.ndarray:
     for _, frame in iter_frames(path, field=field):
         return frame
     raise InvalidRequest(f"{field}: the video has no frames", code="video_unreadable", field=field)
+
+
+def check_video(path: str | Path, *, field: str = "video") -> tuple[int, int]:
+    """Open the container and decode the first frame; return its (width, height).
+
+    The cheap check for the submit path: what a render needs first (a video stream, a decodable
+    frame), without paying to decode the whole file while the caller waits.
+    """
+    height, width = first_frame(path, field=field).shape[:2]
+    return width, height
+
+
+def video_fps(path: str | Path, *, field: str = "video") -> float:
+    """The first video stream's average frame rate (guessed by FFmpeg when the container has none)."""
+    with _video_stream(path, field) as (_container, stream):
+        rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        raise InvalidRequest(f"{field}: the video has no frame rate; send an MP4/MOV/WebM video",
+                             code="video_unreadable", field=field)
+    return float(rate)
 
 
 def prefetched(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
