@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from infinitetalk.cli.errors import fail
+from infinitetalk.errors import InfiniteTalkError
+
 app = typer.Typer(help="Measure a generated video: lip sync against speech, and a contact sheet.", no_args_is_help=True)
 
 
@@ -18,7 +21,11 @@ def sync(
     """Pearson r of mouth opening vs the speech's loudness, at lag 0 and the best lag within +-5 frames."""
     from infinitetalk.eval import sync_score
 
-    typer.echo(str(sync_score(video, audio)))
+    try:
+        score = sync_score(video, audio)
+    except InfiniteTalkError as exc:  # not a video, no speech to score against: one line, not a traceback
+        fail(exc)
+    typer.echo(str(score))
 
 
 @app.command()
@@ -30,4 +37,8 @@ def sheet(
     """Draw evenly spaced frames in a grid, so a person can judge the look."""
     from infinitetalk.eval import contact_sheet
 
-    typer.echo(f"wrote {contact_sheet(video, output, frames=frames)}")
+    try:
+        written = contact_sheet(video, output, frames=frames)
+    except InfiniteTalkError as exc:
+        fail(exc)
+    typer.echo(f"wrote {written}")

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from infinitetalk.cli.errors import fail
 from infinitetalk.engines import ENGINES, load_engine
-from infinitetalk.errors import InfiniteTalkError, InvalidRequest
+from infinitetalk.errors import InfiniteTalkError, InvalidRequest, StorageFull
+from infinitetalk.media.disk import is_disk_full
 from infinitetalk.schema import AudioLayout, GenerationRequest, Mode, Resolution
 from infinitetalk.workers.render import render
 
@@ -80,7 +81,11 @@ def generate(
                 request, output, engine=chosen,
                 progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
             )
-    except InfiniteTalkError as exc:
+    except (InfiniteTalkError, OSError) as exc:
+        if is_disk_full(exc):  # however deep the writer or an engine wrapped it
+            fail(StorageFull(f"the disk is full while writing {output}; free some space and run again"))
+        if isinstance(exc, OSError):
+            raise
         fail(exc)
     speed = result.elapsed_s / max(result.duration_s, 1e-9)
     console.print(

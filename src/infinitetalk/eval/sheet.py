@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from infinitetalk.errors import InvalidRequest
 from infinitetalk.eval.video import iter_frames
 
 
@@ -25,7 +26,7 @@ def contact_sheet(
     """
     all_frames = list(iter_frames(video))
     if not all_frames:
-        raise ValueError(f"{video} has no video frames")
+        raise InvalidRequest(f"video: {Path(video).name} has no video frames", code="video_unreadable", field="video")
     picks = np.linspace(0, len(all_frames) - 1, frames).round().astype(int)
     tiles = []
     for i in picks:

@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 
 from infinitetalk.media import video as media_video
 
 
 def video_fps(path: str | Path) -> float:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return float(stream.average_rate or stream.guessed_rate)
+    # media's reader: a file that is not a video is a worded video_unreadable, not FFmpeg's error
+    return media_video.video_fps(path)
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
