@@ -16,14 +16,14 @@ from collections.abc import Callable
 from sqlalchemy import select, update
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InfiniteTalkError, NoFaceDetected
+from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.schema import GenerationRequest
 from infinitetalk.storage import LocalStorage
 from infinitetalk.tasks import billing, callbacks, outbox, safety
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import Task, TaskStatus, utcnow
-from infinitetalk.tasks.views import task_public
+from infinitetalk.tasks.views import fault_of, task_public
 from infinitetalk.workers.render import RenderResult
 from infinitetalk.workers.runner import Job
 
@@ -33,18 +33,10 @@ QUEUED, RUNNING = TaskStatus.QUEUED.value, TaskStatus.RUNNING.value
 
 
 def failure_code(error: InfiniteTalkError) -> str:
-    """The provider-style failure code of a task that ended with ``error``."""
-    if isinstance(error, NoFaceDetected):
-        return "NoFaceDetected"
-    if error.code == "timeout":
-        return "Timeout"
-    if "sensitive" in error.code:
-        return "SensitiveContent"
-    if error.code.startswith("prompt"):
-        return "PromptInvalid"
-    if error.caller_fault:
-        return "BadRequest"
-    return "InternalError"
+    """The code a task that ended with ``error`` shows: the snake_case code the same problem has as a
+    request error (``no_face_detected``, ``image_unreadable``, ``timeout``, ``engine_error``), so a client
+    reads one vocabulary. Provider routes turn it into their own documented codes (``api.compat``)."""
+    return error.code[:40]
 
 
 class TaskLifecycle:
@@ -103,7 +95,7 @@ class TaskLifecycle:
 
     def failed(self, task_id: str, error: InfiniteTalkError) -> None:
         self._finish(task_id, TaskStatus.FAILED, from_=(RUNNING, QUEUED), refund=not error.caller_fault,
-                     values={"error_code": failure_code(error), "error_detail": error.code[:80],
+                     values={"error_code": failure_code(error), "error_detail": fault_of(error),
                              "error_message": error.message})
 
     def canceled(self, task_id: str) -> None:

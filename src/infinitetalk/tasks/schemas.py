@@ -93,10 +93,10 @@ class TaskOutput(BaseModel):
 
 
 class TaskError(BaseModel):
-    code: str = Field(description="SensitiveContent, PromptInvalid, RateLimited, Timeout, BadRequest, NoFaceDetected, "
-                                  "InternalError")
-    message: str
-    detail: str | None = Field(None, description="Finer machine code (e.g. audio_unreadable).")
+    code: str = Field(description="The same snake_case codes as request errors: no_face_detected, "
+                                  "image_unreadable, audio_unreadable, sensitive_content, timeout, storage_full, "
+                                  "engine_error, ...")
+    message: str = Field(description="What went wrong and what to do about it.")
 
 
 class TaskUrls(BaseModel):

@@ -2,12 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.storage import LocalStorage
 from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
 from infinitetalk.tasks.schemas import TaskCost, TaskError, TaskOutput, TaskProgress, TaskPublic, TaskTimings, TaskUrls
+
+
+#: What a failed task's ``error_detail`` column holds: whose fault the failure was (providers need it
+#: to pick their code and HTTP status; the refund followed it too).
+CALLER_FAULT, OUR_FAULT = "caller", "server"
+
+#: Rows written before tasks shared the request errors' codes hold one of these labels in ``error_code``
+#: (and the fine code in ``error_detail``): label -> (the code it stood for, caller's fault).
+_LEGACY_LABELS = {
+    "NoFaceDetected": ("no_face_detected", True),
+    "BadRequest": ("invalid_request", True),
+    "SensitiveContent": ("sensitive_content", True),
+    "PromptInvalid": ("prompt_invalid", True),
+    "Timeout": ("timeout", False),
+    "InternalError": ("internal_error", False),
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a failed task ended, however old its row."""
+
+    code: str
+    message: str
+    caller_fault: bool
+
+
+def fault_of(error: InfiniteTalkError) -> str:
+    return CALLER_FAULT if error.caller_fault else OUR_FAULT
+
+
+def task_failure(task: Task) -> Failure | None:
+    """The task's error in today's vocabulary; None when it has none (queued, running, done, canceled)."""
+    if not task.error_code:
+        return None
+    message = task.error_message or ""
+    if task.error_code in _LEGACY_LABELS:
+        code, caller = _LEGACY_LABELS[task.error_code]
+        return Failure(code=task.error_detail or code, message=message, caller_fault=caller)
+    return Failure(code=task.error_code, message=message, caller_fault=task.error_detail == CALLER_FAULT)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -42,9 +84,8 @@ def task_public(task: Task, *, storage: LocalStorage, settings: Settings) -> Tas
                            expires_at=_aware(expires_at), **meta)
                 for name, meta in task.outputs.items()
             ]
-    error = None
-    if task.error_code:
-        error = TaskError(code=task.error_code, message=task.error_message or "", detail=task.error_detail)
+    failure = task_failure(task)
+    error = TaskError(code=failure.code, message=failure.message) if failure else None
     return TaskPublic(
         id=task.id,
         model=task.model,

@@ -14,7 +14,8 @@ from typing import Protocol
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
-from infinitetalk.errors import Canceled, EngineError, InfiniteTalkError
+from infinitetalk.errors import Canceled, EngineError, InfiniteTalkError, StorageFull
+from infinitetalk.media.disk import is_disk_full
 from infinitetalk.schema import GenerationRequest
 from infinitetalk.workers.render import RenderResult, render
 from infinitetalk.workers.tokens import DeadlineToken, TaskTimeout
@@ -89,13 +90,32 @@ class TaskRunner:
             if getattr(token, "stopping", False):
                 self.events.requeue(task_id)
             elif getattr(token, "timed_out", False):
-                self.events.failed(task_id, TaskTimeout(f"the task ran longer than {self.settings.task_timeout_s:g} s"))
+                self.events.failed(task_id, TaskTimeout(
+                    f"the task ran longer than this server's {self.settings.task_timeout_s:g} s limit; you are not "
+                    "charged for it. Send shorter speech or ask for a lower resolution"))
             else:
                 self.events.canceled(task_id)
         except InfiniteTalkError as exc:
-            self.events.failed(task_id, exc)
+            self.events.failed(task_id, exc if exc.caller_fault else _ours(task_id, exc))
         except Exception as exc:  # anything else is our bug: fail the task (refunded), keep the worker
-            log.exception("task %s: render crashed", task_id)
-            self.events.failed(task_id, EngineError(f"internal error while rendering: {exc}"))
+            self.events.failed(task_id, _ours(task_id, exc))
         else:
             self.events.succeeded(task_id, result)
+
+
+def _ours(task_id: str, exc: Exception) -> InfiniteTalkError:
+    """What the caller is told about a failure of ours: what happened in their terms and what to do.
+
+    The exception's own text (a file path, an SQL statement, a tensor name) is for the operator: it goes
+    to the log with the task id, which the caller can quote.
+    """
+    if is_disk_full(exc):
+        log.error("task %s: the disk is full while rendering", task_id, exc_info=exc)
+        return StorageFull("the server ran out of room to store the video; you are not charged for it. Try again "
+                           "in a few minutes")
+    if isinstance(exc, StorageFull):
+        return exc
+    log.error("task %s: render failed (%s)", task_id, exc.__class__.__name__, exc_info=exc)
+    code = exc.code if isinstance(exc, InfiniteTalkError) else EngineError.code
+    return EngineError(f"the video could not be made because of an error on our side (logged with task {task_id}); "
+                       "you are not charged for it. Try again, and if it fails again, report the task id", code=code)

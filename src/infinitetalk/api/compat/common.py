@@ -23,7 +23,7 @@ from infinitetalk.errors import InfiniteTalkError, InvalidRequest
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
 from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.schemas import TaskPublic
-from infinitetalk.tasks.views import task_public
+from infinitetalk.tasks.views import task_failure, task_public
 
 M = TypeVar("M", bound=BaseModel)
 #: Turns one of our errors into the provider's error response.
@@ -75,9 +75,36 @@ def rename_fields(exc: InfiniteTalkError, names: dict[str, str], messages: dict[
     if field in (messages or {}):
         exc.message = messages[field]  # type: ignore[index]
     elif field in names:
-        exc.message = names[field] + exc.message.removeprefix(field)
+        # our messages begin "field: ..."; one that does not still gets the name in front, never glued on
+        rest = exc.message[len(field) + 1:].lstrip() if exc.message.startswith(f"{field}:") else exc.message
+        exc.message = f"{names[field]}: {rest}"
     if field in names:
         exc.field = names[field]
+
+
+#: Our task failure codes that are not simply "the caller's request" or "our error" -> the label provider
+#: routes show (the labels APIXO documents, which the others' free-text errors carry in front).
+_LABELS = {"no_face_detected": "NoFaceDetected", "timeout": "Timeout", "sensitive_content": "SensitiveContent",
+           "prompt_invalid": "PromptInvalid", "rate_limited": "RateLimited"}
+
+
+def failure_label(task: Task) -> str | None:
+    """A failed task's code as provider routes show it: NoFaceDetected, Timeout, SensitiveContent, PromptInvalid,
+    BadRequest (any other fault of the caller's) or InternalError (ours). None when the task has not failed."""
+    failure = task_failure(task)
+    if failure is None:
+        return None
+    if failure.code in _LABELS:
+        return _LABELS[failure.code]
+    if failure.code.startswith("prompt"):
+        return "PromptInvalid"
+    return "BadRequest" if failure.caller_fault else "InternalError"
+
+
+def failure_text(task: Task) -> str:
+    """``Label: message``, the error string the free-text providers (RunPod, Segmind, WaveSpeed) show."""
+    failure = task_failure(task)
+    return f"{failure_label(task)}: {failure.message if failure else ''}"
 
 
 async def submit(runtime: Runtime, key: ApiKey | None, payload: dict, base_url: str, *,

@@ -27,7 +27,7 @@ MESSAGES = {
     "prompt": "input.prompt is optional, but cannot be blank if present; remove the field or send a non-empty string",
 }
 
-#: Our failure codes -> APIXO's documented ones ("Task failure codes").
+#: Provider failure labels (``common.failure_label``) -> APIXO's documented codes ("Task failure codes").
 FAIL_CODES = {"NoFaceDetected": "BadRequest", "InternalError": "Unknown error", None: "Unknown error"}
 STATES = {TaskStatus.QUEUED: "pending", TaskStatus.RUNNING: "processing", TaskStatus.SUCCEEDED: "success",
           TaskStatus.FAILED: "failed", TaskStatus.CANCELED: "failed"}
@@ -88,7 +88,8 @@ def task_data(task: Task, public: TaskPublic, model: str = "infinitetalk") -> di
         data["resultJson"] = json.dumps({"resultUrls": [output.url for output in public.outputs]})
         data["costTime"] = common.ms_between(task.started_at, task.finished_at)
     if task.state in (TaskStatus.FAILED, TaskStatus.CANCELED):
-        data["failCode"] = FAIL_CODES.get(task.error_code, task.error_code)
+        label = common.failure_label(task)
+        data["failCode"] = FAIL_CODES.get(label, label)
         data["failMsg"] = task.error_message or "the task was canceled"
     if task.finished_at:
         data["completeTime"] = common.epoch_ms(task.finished_at)

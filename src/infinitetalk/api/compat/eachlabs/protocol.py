@@ -88,7 +88,7 @@ def error_body(message: str, details: str = "") -> dict:
 def _failure(task: Task) -> tuple[str, str]:
     if task.state is TaskStatus.CANCELED:
         return "the prediction was canceled", "Canceled"
-    return task.error_message or "failed", task.error_code or ""
+    return task.error_message or "failed", common.failure_label(task) or ""
 
 
 def prediction(task: Task, public: TaskPublic) -> dict:

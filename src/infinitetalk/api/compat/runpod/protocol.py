@@ -51,7 +51,7 @@ class RunRequest(BaseModel):
 def job(task: Task, public: TaskPublic) -> dict:
     """A job as RunPod shows it; ``output`` once COMPLETED, ``error`` once FAILED."""
     status = STATES[task.state]
-    if status == "FAILED" and task.error_code == "Timeout":
+    if status == "FAILED" and common.failure_label(task) == "Timeout":
         status = "TIMED_OUT"
     body: dict = {"id": task.id, "status": status,
                   "delayTime": common.ms_between(task.created_at, task.started_at) or 0,
@@ -61,5 +61,5 @@ def job(task: Task, public: TaskPublic) -> dict:
     if task.state is TaskStatus.SUCCEEDED:
         body["output"] = {"video_url": common.video_url(public), "cost": task.price_micros / MICROS}
     if task.state is TaskStatus.FAILED:
-        body["error"] = f"{task.error_code}: {task.error_message}"
+        body["error"] = common.failure_text(task)
     return body

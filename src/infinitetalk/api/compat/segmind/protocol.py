@@ -65,4 +65,4 @@ def result_body(task: Task, public: TaskPublic) -> dict:
 def error_text(task: Task) -> str:
     if task.state is TaskStatus.CANCELED:
         return "Canceled: the request was canceled"
-    return f"{task.error_code}: {task.error_message}"
+    return common.failure_text(task)

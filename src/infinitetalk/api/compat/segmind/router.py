@@ -96,7 +96,7 @@ async def run_sync(slug: str, request: Request, runtime: RuntimeDep, key: KeyDep
         return JSONResponse({"error": f"Timeout: still running after {runtime.settings.max_wait_s} s; poll "
                                       f"{base_url}/v2/requests/{task.id}/status"}, status_code=504)
     if task.state is not TaskStatus.SUCCEEDED:
-        caller = task.error_code in ("BadRequest", "NoFaceDetected", "SensitiveContent", "PromptInvalid")
+        caller = common.failure_label(task) in ("BadRequest", "NoFaceDetected", "SensitiveContent", "PromptInvalid")
         return JSONResponse({"error": error_text(task)}, status_code=400 if caller else 500)
     name = next(iter(task.outputs or {"video.mp4": {}}))
     path = runtime.storage.output_path(task.id, name)

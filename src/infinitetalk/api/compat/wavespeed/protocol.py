@@ -94,7 +94,7 @@ def prediction(task: Task, public: TaskPublic, base_url: str) -> dict:
     status = STATES[task.state]
     error = ""
     if task.state is TaskStatus.FAILED:
-        error = f"{task.error_code}: {task.error_message}"
+        error = common.failure_text(task)
     elif task.state is TaskStatus.CANCELED:
         error = "the task was canceled"
     return {
