@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    #: Open connections served at once (capped by the open-files limit). Past it a new connection closes
+    #: the one that has waited longest without sending a request; when all are busy, requests get 503.
+    max_connections: int = 1000
+    #: A client must send a request's headers within this long (slow-header clients hold sockets).
+    header_timeout_s: float = 10
+    #: A request body, or an answer the client does not read, that stalls this long is dropped.
+    idle_timeout_s: float = 60
+    #: An idle keep-alive connection is closed after this long.
+    keep_alive_timeout_s: float = 5
+    #: Connections the kernel queues before the server accepts them.
+    backlog: int = 2048
     #: Serve callers that send no API key (loopback callers only). Only ever what the operator asked for
     #: (`serve --open`); an empty key table never opens the server.
     open: bool = False
@@ -59,6 +70,19 @@ class Settings(BaseSettings):
     signing_secret: str | None = None
     #: A running task is failed with Timeout after this long.
     task_timeout_s: float = 3600
+    #: How long a database write waits for another writer before the request gets a 503 (SQLite's busy
+    #: timeout). Short, so a stuck writer elsewhere cannot pile requests up on every server thread.
+    database_busy_timeout_s: float = 5.0
+    #: A running task's worker renews its heartbeat this often, whether or not the engine reports progress.
+    heartbeat_interval_s: float = 10.0
+    #: A running task whose heartbeat is older than this lost its worker: it is queued again (or failed,
+    #: refunded, after max_attempts runs). Checked every reap_interval_s.
+    stale_after_s: float = 90.0
+    reap_interval_s: float = 30.0
+    max_attempts: int = 3
+    #: How long the final status write of a task is retried (database locked, disk full) before the reaper
+    #: is left to find the task.
+    terminal_retry_s: float = 600.0
     #: Delays before each webhook retry; after the last one the delivery is given up.
     webhook_retry_delays_s: list[float] = Field(default_factory=lambda: [5, 30, 120, 600, 1800, 3600])
     #: One webhook attempt ends after this long in all: connecting, sending and the receiver's answer.
@@ -67,9 +91,6 @@ class Settings(BaseSettings):
     webhook_concurrency: int = 16
     #: Longest `Prefer: wait=N` honoured.
     max_wait_s: int = 300
-    #: Waiters (SSE, `Prefer: wait`) are woken at once by changes made in this process; changes made by
-    #: other processes (a fleet of API servers) are seen within this long.
-    watch_poll_s: float = 2.0
     #: Waiters (SSE, `Prefer: wait`) are woken at once by changes made in this process; changes made by
     #: other processes (a fleet of API servers) are seen within this long.
     watch_poll_s: float = 2.0

@@ -102,7 +102,7 @@ def test_engine_failure_is_a_failed_task(preview_server: Server, file_server: Fi
     client = preview_server.client()
     task = client.submit({"image": file_server.url("noise.png"), "audio": file_server.url("short.wav")}, wait=120)
     assert task["status"] == "failed"
-    assert task["error"]["code"] == "NoFaceDetected"
+    assert task["error"]["code"] == "no_face_detected"
     assert task["outputs"] == []
 
 

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks.errors import TooManyRequests
+from sqlalchemy.exc import SQLAlchemyError
+
+from infinitetalk.tasks.errors import ServiceBusy
 
 log = logging.getLogger("infinitetalk.api")
 
@@ -23,7 +25,8 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     404: {"description": "No such task (or another key's)."},
     409: {"description": "Idempotency-Key reused with another body, or the task already ended."},
     413: {"description": "An input is over its size or length cap."},
-    429: {"description": "Rate or concurrency limit; see Retry-After."},
+    429: {"description": "Rate, concurrency or quota limit; see Retry-After."},
+    503: {"description": "The server is busy; nothing was changed. Try again after Retry-After seconds."},
 }
 
 
@@ -36,7 +39,8 @@ def _body(code: str, message: str, field: str | None = None) -> dict:
 
 async def _ours(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InfiniteTalkError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
     if exc.http_status >= 500:
         log.error("%s: %s", exc.code, exc.message)
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
@@ -58,6 +62,17 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
                         status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+def store_error(exc: SQLAlchemyError) -> ServiceBusy:
+    """A database error as the client sees it: busy, try again; the statement and its values stay in our log."""
+    log.warning("task store error: %s", exc.__class__.__name__, exc_info=exc)
+    return ServiceBusy()
+
+
+async def _store(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SQLAlchemyError)
+    return await _ours(request, store_error(exc))
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(_body("internal_error", "something went wrong on our side; it was logged"), status_code=500)
@@ -67,4 +82,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InfiniteTalkError, _ours)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(SQLAlchemyError, _store)
     app.add_exception_handler(Exception, _unexpected)

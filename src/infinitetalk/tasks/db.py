@@ -25,10 +25,10 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.data_dir / 'infinitetalk.db').resolve()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, busy_timeout_s: float = 5.0) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API types
@@ -36,7 +36,7 @@ def make_engine(url: str) -> Engine:
         # writers queue instead of failing with "database is locked" under concurrent submits.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -71,6 +71,6 @@ def at_head(engine: Engine) -> bool:
 
 def open_database(settings: Settings) -> tuple[Engine, SessionFactory]:
     """Engine + session factory for ``settings``, migrated to head."""
-    engine = make_engine(database_url(settings))
+    engine = make_engine(database_url(settings), busy_timeout_s=settings.database_busy_timeout_s)
     migrate(engine)
     return engine, session_factory(engine)

@@ -7,6 +7,7 @@
     Conflict            409 idempotency key reused with another body; task already finished
     Gone                410 an output that has expired
     TooManyRequests     429 rate or concurrency limit; carries retry_after seconds
+    ServiceBusy         503 the task store is busy or unreachable; carries retry_after seconds
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ class Gone(InfiniteTalkError):
     code = "gone"
     http_status = 410
     caller_fault = True
+
+
+class ServiceBusy(InfiniteTalkError):
+    """The task store did not answer in time (another writer holds it, or it is down). Nothing was changed."""
+
+    code = "service_busy"
+    http_status = 503
+
+    def __init__(self, message: str = "the server's task store is busy; nothing was changed, try again shortly",
+                 *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
 
 
 class TooManyRequests(InfiniteTalkError):

@@ -2,7 +2,8 @@
 
     queued -> running -> succeeded | failed | canceled
     queued -> canceled                (refunded: it never ran)
-    running -> queued                 (the process stopped under it; it runs again)
+    running -> queued                 (the process stopped under it, or its heartbeat stopped: it runs again)
+    running -> failed                 (its heartbeat stopped on every one of max_attempts runs: refunded)
 
 Every change is one conditional UPDATE (``WHERE status IN (...)``), so two actors racing (a cancel and
 a worker starting) cannot both win, and the money and the webhook ride in the same transaction.
@@ -11,12 +12,16 @@ a worker starting) cannot both win, and the money and the webhook ride in the sa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.errors import EngineError, InfiniteTalkError
 from infinitetalk.schema import GenerationRequest
 from infinitetalk.storage import LocalStorage
 from infinitetalk.tasks import billing, callbacks, outbox, safety
@@ -30,6 +35,10 @@ from infinitetalk.workers.runner import Job
 log = logging.getLogger("infinitetalk.tasks")
 
 QUEUED, RUNNING = TaskStatus.QUEUED.value, TaskStatus.RUNNING.value
+
+
+class WorkerLost(EngineError):
+    code = "worker_lost"
 
 
 def failure_code(error: InfiniteTalkError) -> str:
@@ -72,12 +81,17 @@ class TaskLifecycle:
         return Job(task_id=task_id, request=request, output_path=self.storage.output_path(task_id))
 
     def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:
-        with self.sessions.begin() as session:
-            session.execute(
-                update(Task).where(Task.id == task_id, Task.status == RUNNING)
-                .values(progress=float(fraction), stage=stage[:40], heartbeat_at=utcnow())
-            )
-            cancel = bool(session.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
+        try:
+            with self.sessions.begin() as session:
+                session.execute(
+                    update(Task).where(Task.id == task_id, Task.status == RUNNING)
+                    .values(progress=float(fraction), stage=stage[:40], heartbeat_at=utcnow())
+                )
+                cancel = bool(session.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
+        except SQLAlchemyError as exc:
+            # a missed beat costs nothing (the next one renews the lease); failing the render for it would
+            log.warning("task %s: heartbeat not recorded (%s); the render goes on", task_id, exc.__class__.__name__)
+            return False
         self._on_change(task_id)
         return cancel
 
@@ -89,18 +103,18 @@ class TaskLifecycle:
             return
         meta = {"duration_s": round(result.duration_s, 3), "width": result.width, "height": result.height,
                 "fps": result.fps, "nsfw": verdict.nsfw}
-        self._finish(task_id, TaskStatus.SUCCEEDED, from_=(RUNNING,), refund=False,
+        self._finish(task_id, TaskStatus.SUCCEEDED, from_=(RUNNING,), refund=False, retry=True,
                      values={"seed": result.seed, "outputs": {result.path.name: meta}, "progress": 1.0,
                              "stage": "done"})
 
     def failed(self, task_id: str, error: InfiniteTalkError) -> None:
-        self._finish(task_id, TaskStatus.FAILED, from_=(RUNNING, QUEUED), refund=not error.caller_fault,
+        self._finish(task_id, TaskStatus.FAILED, from_=(RUNNING, QUEUED), refund=not error.caller_fault, retry=True,
                      values={"error_code": failure_code(error), "error_detail": fault_of(error),
                              "error_message": error.message})
 
     def canceled(self, task_id: str) -> None:
         # it ran, so the work was done on the caller's word: kept, like the providers do
-        self._finish(task_id, TaskStatus.CANCELED, from_=(RUNNING,), refund=False, values={})
+        self._finish(task_id, TaskStatus.CANCELED, from_=(RUNNING,), refund=False, retry=True, values={})
 
     def cancel_queued(self, task_id: str) -> bool:
         """Cancel a task that has not started; it never runs and its price comes back."""
@@ -125,8 +139,58 @@ class TaskLifecycle:
             log.info("task %s queued again (it was running when the server stopped)", task_id)
         return queued
 
+    def reap_stale(self, *, alive: Collection[str] = ()) -> list[str]:
+        """Running tasks whose heartbeat stopped (their worker died, or could not record the end): queued
+        again, or failed and refunded once they have had ``max_attempts`` runs. Returns the requeued ids.
+        ``alive``: tasks this process is running right now (a stale beat there is a store problem)."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.stale_after_s)
+        with self.sessions() as session:
+            stale = session.execute(select(Task.id, Task.attempts)
+                                    .where(Task.status == RUNNING, Task.heartbeat_at < cutoff)).all()
+        requeued = []
+        for task_id, attempts in stale:
+            if task_id in alive:
+                continue
+            if attempts >= self.settings.max_attempts:
+                self.failed(task_id, WorkerLost(
+                    f"the task's worker stopped responding on each of its {attempts} runs; you are not charged "
+                    f"for it. Try again, and if it fails again, report task {task_id}"))
+                continue
+            with self.sessions.begin() as session:
+                changed = session.execute(
+                    update(Task).where(Task.id == task_id, Task.status == RUNNING, Task.heartbeat_at < cutoff)
+                    .values(status=QUEUED, progress=0.0, stage=None)).rowcount
+            if changed:
+                requeued.append(task_id)
+                self._on_change(task_id)
+                log.warning("task %s queued again (no heartbeat for %g s; attempt %d)", task_id,
+                            self.settings.stale_after_s, attempts)
+        return requeued
+
     def _finish(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: bool,
-                values: dict) -> bool:
+                values: dict, retry: bool = False) -> bool:
+        """One conditional UPDATE with the money and the webhook. ``retry``: a worker recording how its task
+        ended keeps trying (a locked store, a full disk) for terminal_retry_s, so a task is never left
+        running for want of one write; a caller's request (cancel) gets its 503 at once instead."""
+        write = partial(self._finish_once, task_id, status, from_=from_, refund=refund, values=values)
+        if not retry:
+            return write()
+        deadline, delay = time.monotonic() + self.settings.terminal_retry_s, 0.25
+        while True:
+            try:
+                return write()
+            except (SQLAlchemyError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("task %s: could not record it %s for %g s; the reaper will find it", task_id,
+                              status.value, self.settings.terminal_retry_s)
+                    raise
+                log.warning("task %s: recording it %s failed (%s); trying again in %.2g s", task_id, status.value,
+                            exc.__class__.__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _finish_once(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: bool,
+                     values: dict) -> bool:
         with self.sessions.begin() as session:
             changed = session.execute(
                 update(Task).where(Task.id == task_id, Task.status.in_(from_))

@@ -12,6 +12,7 @@ from infinitetalk.tasks.db import at_head, open_database
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.outbox import Outbox
+from infinitetalk.tasks.reaper import Reaper
 from infinitetalk.tasks.service import TaskService
 from infinitetalk.tasks.watch import TaskWatch
 from infinitetalk.tasks.uploads import Uploads
@@ -42,11 +43,13 @@ class Runtime:
         self.service = TaskService(sessions=self.sessions, storage=self.storage, uploads=self.uploads, settings=settings,
                                    lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics)
         self.sweeper = Sweeper(self.storage, settings)
+        self.reaper = Reaper(self.lifecycle, self.dispatcher, settings)
 
     def start(self) -> None:
         remove_orphan_partials(self.storage)  # before our own workers start writing any
         self.sender.start()
         self.sweeper.start()
+        self.reaper.start()
         queued = self.lifecycle.recover()
         for task_id in queued:
             self.dispatcher.submit(task_id)
@@ -60,4 +63,5 @@ class Runtime:
         self.dispatcher.shutdown()
         self.sender.stop()
         self.sweeper.stop()
+        self.reaper.stop()
         self.db.dispose()

@@ -59,6 +59,11 @@ class InProcessDispatcher:
         with self._lock:
             return len(self._tokens)
 
+    def running(self) -> frozenset[str]:
+        """Ids of the tasks this process's threads are running now."""
+        with self._lock:
+            return frozenset(self._tokens)
+
     def _guarded(self, task_id: str) -> None:
         token = self._new_token()
         with self._lock:

@@ -7,7 +7,10 @@ the one place that changes task status), so the same runner can sit behind a bro
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -59,15 +62,39 @@ class _Progress:
 
     def __init__(self, events: JobEvents, task_id: str, token: CancelToken) -> None:
         self._events, self._task_id, self._token = events, task_id, token
-        self._last, self._stage = 0.0, ""
+        self._last, self._stage, self._fraction = 0.0, "", 0.0
 
     def __call__(self, fraction: float, stage: str) -> None:
         now = time.monotonic()
         if stage == self._stage and now - self._last < HEARTBEAT_S and fraction < 1.0:
             return
-        self._last, self._stage = now, stage
+        self._last, self._stage, self._fraction = now, stage, fraction
         if self._events.heartbeat(self._task_id, fraction, stage):
             self._token.cancel()
+
+    def beat(self) -> None:
+        """The last progress again: renews the heartbeat and looks at the cancel flag."""
+        if self._events.heartbeat(self._task_id, self._fraction, self._stage or "starting"):
+            self._token.cancel()
+
+
+@contextmanager
+def _beating(progress: _Progress, interval_s: float) -> Iterator[None]:
+    """Renew the task's heartbeat every ``interval_s`` while the engine works, even through long silent
+    stretches (a neural chunk), so only a dead worker's task ever looks stale to the reaper."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval_s):
+            progress.beat()
+
+    thread = threading.Thread(target=beat, name="task-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class TaskRunner:
@@ -81,11 +108,11 @@ class TaskRunner:
         job = self.events.start(task_id)
         if job is None:
             return
+        progress = _Progress(self.events, task_id, token)
         try:
-            result = render(
-                job.request, job.output_path, engine=self.engine, settings=self.settings,
-                progress=_Progress(self.events, task_id, token), cancel=token, allow_local_paths=True,
-            )
+            with _beating(progress, self.settings.heartbeat_interval_s):
+                result = render(job.request, job.output_path, engine=self.engine, settings=self.settings,
+                                progress=progress, cancel=token, allow_local_paths=True)
         except Canceled:
             if getattr(token, "stopping", False):
                 self.events.requeue(task_id)

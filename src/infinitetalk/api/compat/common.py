@@ -15,8 +15,10 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from infinitetalk.api.errors import store_error
 from infinitetalk.api.submission import read_json
 from infinitetalk.api.waiting import wait_for_end
 from infinitetalk.errors import InfiniteTalkError, InvalidRequest
@@ -43,6 +45,8 @@ def translating_route(render: ErrorRenderer) -> type[APIRoute]:
                     return await handler(request)
                 except InfiniteTalkError as exc:
                     return render(exc)
+                except SQLAlchemyError as exc:
+                    return render(store_error(exc))
                 except RequestValidationError as exc:
                     return render(invalid(exc.errors()))
 
