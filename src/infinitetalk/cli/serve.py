@@ -49,6 +49,7 @@ def serve(
     import uvicorn
 
     from infinitetalk.api import create_app
+    from infinitetalk.api.connections import guarded_protocol
     from infinitetalk.tasks import keys
     from infinitetalk.tasks.db import open_database
 
@@ -63,4 +64,42 @@ def serve(
     note = access_note(settings, has_keys=has_keys)
     if note:
         log.warning(note)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    max_connections = _connection_budget(settings.max_connections, _raise_open_files_limit())
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+        # our h11 protocol with header, body and write timeouts, and room made past max_connections
+        http=guarded_protocol(settings, max_connections=max_connections),
+        # the 503 for when every connection is busy (the protocol makes room only among silent ones)
+        limit_concurrency=max_connections + 1, backlog=settings.backlog,
+        timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type] - a float works
+    )
+
+
+#: Descriptors kept for everything but client connections: the database, inputs, outputs, the encoder.
+RESERVED_FDS = 256
+
+
+def _raise_open_files_limit() -> int:
+    """Raise the soft open-files limit to the hard one (often 1024 of 524288); return the soft limit now."""
+    import resource
+
+    unlimited = 1 << 20  # what we ask for, and count on, when a limit is RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = unlimited if soft == resource.RLIM_INFINITY else soft
+    target = unlimited if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:  # macOS, for one, refuses more than its own per-process cap
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft, target, exc)
+    return soft
+
+
+def _connection_budget(wanted: int, open_files: int) -> int:
+    budget = max(1, open_files - RESERVED_FDS)
+    if wanted > budget:
+        log.warning("open-files limit %d allows %d connections, not max_connections=%d; raise `ulimit -n`",
+                    open_files, budget, wanted)
+        return budget
+    return wanted
