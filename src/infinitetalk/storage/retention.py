@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from infinitetalk.config import Settings
@@ -98,10 +99,11 @@ def sweep(storage: LocalStorage, settings: Settings, *, now: float | None = None
 
 
 class Sweeper:
-    """Runs ``sweep`` every ``sweep_interval_s`` in a daemon thread."""
+    """Runs ``sweep`` every ``sweep_interval_s`` in a daemon thread, then ``also`` (the task service's own
+    clean-up of what it records about the files, which this package cannot import)."""
 
-    def __init__(self, storage: LocalStorage, settings: Settings) -> None:
-        self._storage, self._settings = storage, settings
+    def __init__(self, storage: LocalStorage, settings: Settings, *, also: Callable[[], object] = lambda: None) -> None:
+        self._storage, self._settings, self._also = storage, settings, also
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="retention-sweep", daemon=True)
 
@@ -115,6 +117,7 @@ class Sweeper:
         while not self._stop.is_set():
             try:
                 sweep(self._storage, self._settings)
+                self._also()
             except Exception:  # a failed sweep must not end the loop; the next one tries again
                 log.exception("retention sweep failed")
             self._stop.wait(self._settings.sweep_interval_s)

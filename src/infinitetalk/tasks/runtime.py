@@ -42,7 +42,7 @@ class Runtime:
         self.uploads = Uploads(sessions=self.sessions, storage=self.storage, settings=settings)
         self.service = TaskService(sessions=self.sessions, storage=self.storage, uploads=self.uploads, settings=settings,
                                    lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics)
-        self.sweeper = Sweeper(self.storage, settings)
+        self.sweeper = Sweeper(self.storage, settings, also=self.uploads.forget_expired)
         self.reaper = Reaper(self.lifecycle, self.dispatcher, settings)
 
     def start(self) -> None:

@@ -126,6 +126,11 @@ class Uploads:
                                  "made it); upload the file again", field=field)
         return self.storage.upload_path(upload.id), upload.filename
 
+    def forget_expired(self) -> int:
+        """Drop the rows of expired uploads (the retention sweep deletes their files)."""
+        with self.sessions.begin() as session:
+            return session.execute(delete(Upload).where(Upload.expires_at <= utcnow())).rowcount
+
     def discard(self, upload_id: str) -> None:
         with self.sessions.begin() as session:
             session.execute(delete(Upload).where(Upload.id == upload_id))
