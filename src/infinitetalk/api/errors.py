@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from infinitetalk.errors import InfiniteTalkError
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +74,13 @@ async def _store(request: Request, exc: Exception) -> JSONResponse:
     return await _ours(request, store_error(exc))
 
 
+async def _gone(request: Request, _exc: Exception) -> JSONResponse:
+    # the client hung up mid-body (or was cut off by a body timeout): nobody reads this answer, and it is
+    # the client's doing, so it is not an error of ours to log with a traceback
+    log.info("client went away while sending %s %s", request.method, request.url.path)
+    return JSONResponse(_body("client_disconnected", "the request body did not arrive whole"), status_code=400)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(_body("internal_error", "something went wrong on our side; it was logged"), status_code=500)
@@ -83,4 +91,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(SQLAlchemyError, _store)
+    app.add_exception_handler(ClientDisconnect, _gone)
     app.add_exception_handler(Exception, _unexpected)
