@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from platformdirs import user_data_path
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """One folder per user (e.g. ~/.local/share/infinitetalk), whatever the current directory: a
+    `keys create` run from another folder must reach the same database as `serve`."""
+    return user_data_path("infinitetalk", appauthor=False)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFINITETALK_", extra="ignore")
 
     #: Where tasks, uploads and outputs live.
-    data_dir: Path = Path("./infinitetalk-data")
+    data_dir: Path = Field(default_factory=default_data_dir)
     #: Hosts (names or IP addresses/networks) that URL inputs may reach even when they are not
     #: public. Empty: only public addresses. For tests and trusted internal file servers.
-    fetch_allow_hosts: list[str] = Field(default_factory=list)
+    #: From the environment: a comma-separated list (`127.0.0.1,files.internal`) or a JSON array.
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     fetch_connect_timeout_s: float = 10.0
     fetch_read_timeout_s: float = 60.0
     #: "preview" (CPU, no weights), "neural" (needs weights_dir) or "auto" (neural when weights are set).
@@ -28,8 +38,17 @@ class Settings(BaseSettings):
     neural_offload: bool = False
 
     # --- HTTP task service (infinitetalk serve) ---
+    #: A fleet: Redis URL of the task queue (redis://host:6379/0). Set, `serve` hands tasks to the queue and
+    #: runs no engine; `infinitetalk worker` processes (one per GPU) take them. Empty: render threads in `serve`.
+    broker_url: str | None = None
     #: SQLAlchemy URL; empty: an SQLite file in data_dir. PostgreSQL works with the same code.
     database_url: str | None = None
+    #: A fleet: s3://bucket/prefix for inputs, uploads and outputs, shared by every process (credentials and
+    #: region from the usual AWS variables or profile). Empty: folders in data_dir, on this machine only.
+    storage_url: str | None = None
+    #: S3-compatible servers (MinIO, SeaweedFS, Cloudflare R2): their endpoint, e.g. http://minio:9000.
+    #: Empty: AWS S3 (or AWS_ENDPOINT_URL_S3, which boto3 reads itself).
+    s3_endpoint_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     #: Open connections served at once (capped by the open-files limit). Past it a new connection closes
@@ -79,6 +98,9 @@ class Settings(BaseSettings):
     #: refunded, after max_attempts runs). Checked every reap_interval_s.
     stale_after_s: float = 90.0
     reap_interval_s: float = 30.0
+    #: With a broker: queued tasks older than this are sent again when the broker's queue is empty (their
+    #: message was lost: the broker was down at submit, or restarted without its data).
+    redispatch_after_s: float = 30.0
     max_attempts: int = 3
     #: How long the final status write of a task is retried (database locked, disk full) before the reaper
     #: is left to find the task.
@@ -96,6 +118,20 @@ class Settings(BaseSettings):
     watch_poll_s: float = 2.0
     #: Content-safety checker of outputs, 'module:factory' (infinitetalk.tasks.safety); empty: none (not checked).
     safety_checker: str | None = None
+
+    @field_validator("fetch_allow_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        """`a,b` or `["a", "b"]` from the environment; a list from code stays as it is."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list ({exc.msg}); or give hosts separated by commas") from None
+        return [host.strip() for host in text.split(",") if host.strip()]
 
 
 @lru_cache

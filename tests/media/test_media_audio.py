@@ -101,6 +101,16 @@ def test_too_long_audio_is_refused(tmp_path: Path) -> None:
     assert info.value.code == "audio_too_long" and "600 s" in info.value.message
 
 
+@pytest.mark.parametrize("seconds", [601, 750])
+def test_too_long_audio_names_its_own_length(seconds: int, tmp_path: Path) -> None:
+    # decoding stops just past the limit, so the message must not say "at least 600 s" of a longer file
+    path = write_wav(tmp_path / "long.wav", np.zeros(8_000 * seconds), 8_000)
+    with pytest.raises(InputTooLarge) as info:
+        probe_duration(path)
+    assert f"about {seconds} s long, longer than the 600 s limit" in info.value.message
+    assert "at least" not in info.value.message
+
+
 def test_unreadable_audio_is_worded_without_our_file_names(tmp_path: Path) -> None:
     # a server names fetched inputs itself; FFmpeg puts that path in its error text
     folder = tmp_path / "inputs" / "task_0123456789"

@@ -18,7 +18,10 @@ def sync(
     audio: Path | None = typer.Option(None, "--audio", exists=True, dir_okay=False,
                                       help="Speech to score against (default: the video's own audio)."),
 ) -> None:
-    """Pearson r of mouth opening vs the speech's loudness, at lag 0 and the best lag within +-5 frames."""
+    """Pearson r of mouth opening vs the speech's loudness, at lag 0 and the best lag within +-5 frames.
+
+    r of 0.5 or more within 2 frames of lag 0 is good lip sync; about 0 is none (a video scored against
+    another sentence). The last line says which."""
     from infinitetalk.eval import sync_score
 
     try:
@@ -26,6 +29,7 @@ def sync(
     except InfiniteTalkError as exc:  # not a video, no speech to score against: one line, not a traceback
         fail(exc)
     typer.echo(str(score))
+    typer.echo(score.reading())
 
 
 @app.command()

@@ -11,13 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from infinitetalk.cli.errors import fail
-from infinitetalk.engines import ENGINES, load_engine
+from infinitetalk.engines import load_engine
 from infinitetalk.errors import InfiniteTalkError, InvalidRequest, StorageFull
 from infinitetalk.media.disk import is_disk_full
-from infinitetalk.schema import AudioLayout, GenerationRequest, Mode, Resolution
+from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution
 from infinitetalk.workers.render import render
 
 console = Console(stderr=True)
+#: The engines a person picks from. The engine registry also has "instant" (solid frames, for API tests and
+#: load benchmarks), which makes a useless video here, so the command neither lists nor takes it.
+USER_ENGINES = ("auto", "preview", "neural")
 
 
 def demo_inputs() -> tuple[str, str]:
@@ -47,7 +50,8 @@ def generate(
     resolution: Resolution = typer.Option(Resolution.P480, "--resolution"),
     seed: int = typer.Option(-1, "--seed", help="-1 = random; the seed used is printed."),
     fps: int = typer.Option(25, "--fps", help="Output frame rate, 16..30."),
-    engine: str = typer.Option("auto", "--engine", help=f"One of {', '.join(ENGINES)}."),
+    engine: str = typer.Option("auto", "--engine", help="preview (CPU, no downloads), neural (InfiniteTalk on a "
+                               "GPU, needs --weights) or auto (neural when --weights is given, else preview)."),
     weights: Path | None = typer.Option(None, "--weights", help="Folder of the neural engine's weights."),
     demo: bool = typer.Option(False, "--demo", help="Use a bundled portrait and speech (no inputs needed)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -59,9 +63,12 @@ def generate(
     try:
         if not audio:
             raise InvalidRequest("give the speech with --audio FILE (or try --demo)", field="audio")
+        if engine not in USER_ENGINES:
+            raise InvalidRequest(f"--engine {engine}: choose {', '.join(USER_ENGINES)}" + (
+                " ('instant' draws solid frames with no face: a stand-in for API tests and load benchmarks)"
+                if engine == "instant" else ""), field="engine")
         request = GenerationRequest.parse(
             {
-                "mode": Mode.VIDEO_TO_VIDEO if video else Mode.IMAGE_TO_VIDEO,
                 "image": image,
                 "video": video,
                 "audio": audio,

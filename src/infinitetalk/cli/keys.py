@@ -11,28 +11,33 @@ import typer
 from sqlalchemy.orm import Session
 
 from infinitetalk.cli.errors import fail
-from infinitetalk.config import Settings
-from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.cli.settings import default_of, load_settings, shown_default, where
+from infinitetalk.errors import InfiniteTalkError, InvalidRequest
 
 keys_app = typer.Typer(help="Create, list, revoke and top up API keys.", no_args_is_help=True)
 
-_DATABASE = typer.Option(None, "--database", help="SQLAlchemy URL [default: SQLite in the data dir].")
-_DATA_DIR = typer.Option(None, "--data-dir", help="The server's data dir [default: ./infinitetalk-data].")
+_DATABASE = typer.Option(None, "--database", help="SQLAlchemy URL" + shown_default("SQLite in the data folder"))
+_DATA_DIR = typer.Option(None, "--data-dir", help="The server's data folder" + shown_default(default_of("data_dir")))
 
 
 @contextmanager
 def _session(database: str | None, data_dir: Path | None) -> Iterator[Session]:
     from infinitetalk.tasks.db import open_database
 
-    flags = {"database_url": database, "data_dir": data_dir}
-    db, sessions = open_database(Settings(**{k: v for k, v in flags.items() if v is not None}))
+    settings = load_settings(database_url=database, data_dir=data_dir)
+    # Which store a command read or changed is never a guess (a second, empty database the server never
+    # sees was the trap): said on stderr, so --json output stays parseable, and inside an error's one line.
+    place = where(settings)
+    db, sessions = open_database(settings)
     try:
         with sessions.begin() as session:
             yield session
     except InfiniteTalkError as exc:  # one line with the code, like every other command
+        exc.message = f"{exc.message} ({place})"
         fail(exc)
     finally:
         db.dispose()
+    typer.echo(place, err=True)
 
 
 def _describe(record) -> dict:  # noqa: ANN001 - an ApiKey row
@@ -79,9 +84,16 @@ def list_(as_json: bool = typer.Option(False, "--json"), database: str = _DATABA
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    for row in rows:
-        state = "revoked" if row["revoked"] else "active"
-        typer.echo(f"{row['id']}  {row['prefix']}...  {state:7}  ${row['balance']:.2f}  {row['name']}")
+    if not rows:
+        typer.echo("no keys yet: `infinitetalk keys create NAME --balance 10` makes one")
+        return
+    table = [("ID", "PREFIX", "STATE", "BALANCE", "NAME")] + [
+        (row["id"], row["prefix"] + "...", "revoked" if row["revoked"] else "active", f"${row['balance']:.2f}",
+         row["name"]) for row in rows]
+    widths = [max(len(line[column]) for line in table) for column in range(4)]
+    for line in table:
+        typer.echo("  ".join([*(cell.ljust(w) if i != 3 else cell.rjust(w)
+                                for i, (cell, w) in enumerate(zip(line[:4], widths, strict=True))), line[4]]))
 
 
 @keys_app.command("revoke")
@@ -95,12 +107,15 @@ def revoke(key_id: str, database: str = _DATABASE, data_dir: Path = _DATA_DIR) -
 
 
 @keys_app.command("top-up")
-def top_up(key_id: str, amount: float = typer.Argument(..., help="USD to add."),
+def top_up(key_id: str, amount: float = typer.Argument(..., help="USD to add (more than 0)."),
            database: str = _DATABASE, data_dir: Path = _DATA_DIR) -> None:
     """Add to a key's balance (a ledger entry)."""
     from infinitetalk.tasks import billing
     from infinitetalk.tasks.models import MICROS
 
+    if not amount > 0:  # a top-up that lowers a balance would be a charge under another name
+        fail(InvalidRequest(f"top-up amount {amount:g}: give a positive number of USD (a key that should "
+                            "spend no more can be revoked: `infinitetalk keys revoke ID`)", field="amount"))
     with _session(database, data_dir) as session:
         balance = billing.top_up(session, key_id=key_id, amount_micros=round(amount * MICROS))
     typer.echo(f"{key_id} balance ${balance / MICROS:.2f}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from infinitetalk.cli.settings import default_of, load_settings, shown_default, where
 from infinitetalk.config import Settings
 
 log = logging.getLogger("infinitetalk.serve")
@@ -34,14 +35,17 @@ def access_note(settings: Settings, *, has_keys: bool) -> str | None:
 
 
 def serve(
-    host: str = typer.Option(None, help="Address to bind [default: 127.0.0.1]."),
-    port: int = typer.Option(None, help="Port [default: 8000]."),
-    database: str = typer.Option(None, "--database", help="SQLAlchemy URL, e.g. postgresql+psycopg://... "
-                                                          "[default: SQLite in the data dir]."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Tasks, uploads and outputs [default: ./infinitetalk-data]."),
-    workers: int = typer.Option(None, "--workers", help="Render threads [default: 1]."),
-    engine: str = typer.Option(None, "--engine", help="preview, neural or auto."),
-    public_url: str = typer.Option(None, "--public-url", help="Base URL clients use, for output/webhook links."),
+    host: str = typer.Option(None, help="Address to bind." + shown_default(default_of("host"))),
+    port: int = typer.Option(None, help="Port." + shown_default(default_of("port"))),
+    database: str = typer.Option(None, "--database", help="SQLAlchemy URL, e.g. postgresql+psycopg://..."
+                                 + shown_default("SQLite in the data folder")),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Tasks, uploads and outputs."
+                                  + shown_default(default_of("data_dir"))),
+    workers: int = typer.Option(None, "--workers", help="Render threads." + shown_default(default_of("workers"))),
+    engine: str = typer.Option(None, "--engine", help="preview (CPU), neural (needs weights) or auto (neural when "
+                               "INFINITETALK_WEIGHTS_DIR is set)." + shown_default(default_of("engine"))),
+    public_url: str = typer.Option(None, "--public-url", help="Base URL clients use, for output/webhook links."
+                                   + shown_default("the request's own")),
     open_mode: bool = typer.Option(False, "--open", help="Serve callers on this machine (loopback) without a key."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
@@ -55,12 +59,15 @@ def serve(
 
     flags = {"host": host, "port": port, "database_url": database, "data_dir": data_dir, "workers": workers,
              "engine": engine, "public_url": public_url, "open": open_mode or None}
-    settings = Settings(**{name: value for name, value in flags.items() if value is not None})
+    settings = load_settings(**flags)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db, sessions = open_database(settings)
     with sessions() as session:
         has_keys = keys.any_active(session)
     db.dispose()
+    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    typer.echo(f"infinitetalk serve: http://{shown}:{settings.port} (playground at /, API docs at /docs); "
+               f"{where(settings)}", err=True)
     note = access_note(settings, has_keys=has_keys)
     if note:
         log.warning(note)

@@ -42,9 +42,39 @@ class SyncScore:
 
     def __str__(self) -> str:
         return (
-            f"aperture r={self.r_lag0:.3f} at lag 0, r={self.r_best:.3f} at lag {self.best_lag:+d}; "
-            f"mouth-box darkness r={self.r_box:.3f} at lag {self.box_lag:+d}"
+            f"aperture r={_r(self.r_lag0)} at lag 0, r={_r(self.r_best)} at lag {self.best_lag:+d}; "
+            f"mouth-box darkness r={_r(self.r_box)} at lag {self.box_lag:+d}"
         )
+
+    @property
+    def measured(self) -> bool:
+        """Whether a face was found in enough frames to score at all."""
+        return bool(np.isfinite(self.r_best))
+
+    def reading(self) -> str:
+        """What the numbers mean, for a person: the thresholds of the module's docstring."""
+        if not self.measured:
+            return "not measured: no face was found in enough frames to follow the mouth"
+        r, lag = self.r_best, self.best_lag
+        if r >= GOOD_R and abs(lag) <= 2:
+            verdict = "good: the mouth opens with the speech"
+        elif r >= GOOD_R:
+            verdict = f"in sync, but {abs(lag)} frames {'late' if lag > 0 else 'early'}"
+        elif r >= WEAK_R:
+            verdict = "weak: the mouth follows the speech only loosely"
+        else:
+            verdict = "none: the mouth does not follow this speech"
+        return (f"lip sync {verdict} (r={r:.2f}; {GOOD_R} or more near lag 0 is good, about 0 is none; "
+                "the box measure should agree)")
+
+
+#: Reading of r, as measured on our own videos: >= 0.5 against their own speech, about 0 against another.
+GOOD_R, WEAK_R = 0.5, 0.2
+
+
+def _r(value: float) -> str:
+    """r for display; a measure that had nothing to measure says so instead of nan or -inf."""
+    return f"{value:.3f}" if np.isfinite(value) else "n/a"
 
 
 def audio_envelope(audio: str | Path | np.ndarray, fps: float, num_frames: int, sample_rate: int = 16_000) -> np.ndarray:

@@ -53,14 +53,14 @@ def decode_audio(
                     chunks.append(out.to_ndarray().reshape(-1, channels))
                     total += out.samples
                 if total > limit:
-                    raise _too_long(total / sample_rate, field)
+                    raise _too_long(_declared_seconds(container), field)
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1, channels))
                 total += out.samples
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise _unreadable(_reason(exc), field) from None
     if total > limit:
-        raise _too_long(total / sample_rate, field)
+        raise _too_long(None, field)
     if total == 0:
         raise InvalidRequest(
             f"{field}: the file holds no audio samples; send a file with at least a moment of sound (silence is fine)",
@@ -77,9 +77,18 @@ def probe_duration(path: str | Path, *, field: str = "audio") -> float:
     return len(pcm) / 16_000
 
 
-def _too_long(seconds: float, field: str) -> InputTooLarge:
+def _declared_seconds(container: av.container.InputContainer) -> float | None:
+    """The length the file's header claims; only ever shown to the caller, never billed."""
+    return container.duration / av.time_base if container.duration and container.duration > 0 else None
+
+
+def _too_long(declared: float | None, field: str) -> InputTooLarge:
+    # Decoding stops just past the limit, so the samples seen say nothing of the real length: quote the
+    # header's length when it is past the limit too, else no number at all.
+    length = (f"about {declared:.0f} s long, " if declared and declared > limits.MAX_AUDIO_SECONDS + 0.5
+              else "")
     return InputTooLarge(
-        f"{field}: the audio is longer than the {limits.MAX_AUDIO_SECONDS:.0f} s limit (at least {seconds:.0f} s); "
+        f"{field}: the audio is {length}longer than the {limits.MAX_AUDIO_SECONDS:.0f} s limit; "
         "split it and make several videos",
         code="audio_too_long",
         field=field,

@@ -58,7 +58,8 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Mode = Mode.IMAGE_TO_VIDEO
+    mode: Mode = Field(Mode.IMAGE_TO_VIDEO, description="Left out: video-to-video when a video is given, "
+                                                         "else image-to-video.")
     image: MediaRef | None = Field(None, description="Portrait to animate (image-to-video).")
     video: MediaRef | None = Field(None, description="Source video to re-animate (video-to-video).")
     audio: list[MediaRef] = Field(
@@ -74,6 +75,17 @@ class GenerationRequest(BaseModel):
     seed: int = Field(-1, ge=-1, le=limits.MAX_SEED, description="-1 picks a random seed; the seed used is reported.")
     fps: int = Field(limits.DEFAULT_FPS, ge=limits.MIN_FPS, le=limits.MAX_FPS)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_mode(cls, data: object) -> object:
+        """The inputs say the mode: a caller who sent a video wants it dubbed, without also naming the mode."""
+        if isinstance(data, dict) and data.get("mode") is None:
+            if data.get("image") and data.get("video"):
+                raise ValueError("give a portrait (image) or a source video (video), not both")
+            if data.get("video"):
+                return {**data, "mode": Mode.VIDEO_TO_VIDEO}
+        return data
+
     @field_validator("audio", "mask", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
@@ -88,14 +100,18 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationRequest:
+        # The mode was given (or inferred) and the inputs disagree: name the inputs, which every entry point
+        # has (the CLI has --image and --video, but no mode of its own).
         if self.mode is Mode.IMAGE_TO_VIDEO and not self.image:
-            raise ValueError("image-to-video needs an image")
+            raise ValueError("image-to-video needs an image (a portrait)"
+                             + ("; leave mode out to dub the video" if self.video else ""))
         if self.mode is Mode.IMAGE_TO_VIDEO and self.video:
-            raise ValueError("image-to-video takes an image, not a video; use mode video-to-video")
+            raise ValueError("image-to-video takes an image, not also a video; send one of them")
         if self.mode is Mode.VIDEO_TO_VIDEO and not self.video:
-            raise ValueError("video-to-video needs a video")
+            raise ValueError("video-to-video needs a video (the source to dub)"
+                             + ("; leave mode out to animate the image" if self.image else ""))
         if self.mode is Mode.VIDEO_TO_VIDEO and self.image:
-            raise ValueError("video-to-video takes a video, not an image; use mode image-to-video")
+            raise ValueError("video-to-video takes a video, not also an image; send one of them")
         speakers = len(self.audio)
         for name in ("mask", "bbox"):
             given = getattr(self, name)
