@@ -13,8 +13,10 @@ from starlette.concurrency import run_in_threadpool
 from infinitetalk import __version__
 from infinitetalk.api import compat
 from infinitetalk.api.body_limit import BodyLimit
+from infinitetalk.api.docs import install_docs
 from infinitetalk.api.errors import install_error_handlers
-from infinitetalk.api.routes import files, health, tasks
+from infinitetalk.api.playground import install_playground
+from infinitetalk.api.routes import files, health, models, tasks
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import Engine
 from infinitetalk.schema import limits
@@ -60,12 +62,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         finally:
             runtime.stop()
 
-    app = FastAPI(title="infinitetalk", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="infinitetalk", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served by install_docs, from local files
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=limits.MAX_REQUEST_BYTES)
     app.include_router(tasks.router)
     app.include_router(files.router)
+    app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(compat.router)  # the hosted providers' APIs (infinitetalk.api.compat)
     _install_openapi(app)
+    install_docs(app)
+    install_playground(app)  # GET / and its files
     return app

@@ -54,8 +54,10 @@ async def read_json(request: Request) -> tuple[dict, str]:
     return payload, request_hash(payload)
 
 
-async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None) -> tuple[dict, str]:
-    """Files go to uploads (their refs into the payload); text fields are values, `request` a JSON object."""
+async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None,
+                         made: list[str] | None = None) -> tuple[dict, str]:
+    """Files go to uploads (their refs into the payload, their ids into ``made``); text fields are values,
+    `request` a JSON object."""
     form = await read_form(request)
     payload: dict = {}
     hashed: list[tuple[str, str]] = []
@@ -72,6 +74,8 @@ async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None)
                     chunks=file_chunks(value, digest), cap=FILE_FIELDS[name], field=name, size_hint=value.size,
                 )
                 ref, hashed_value = f"upload://{upload.id}", digest.hexdigest()
+                if made is not None:
+                    made.append(upload.id)
             elif name == "request":
                 try:
                     extra = json.loads(value)

@@ -128,7 +128,8 @@ class TaskList(BaseModel):
 
 class UploadPublic(BaseModel):
     id: str
-    url: str = Field(description="Use as an image/video/audio/mask reference in POST /v1/tasks.")
+    url: str = Field(description="Use it (or the id) as an image/video/audio/mask reference in POST /v1/tasks, "
+                                 "/v1/estimate and the provider-compatible routes; GET shows this upload.")
     filename: str
     bytes: int
     expires_at: datetime
@@ -142,3 +143,28 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class ModelResolution(BaseModel):
+    resolution: Resolution
+    square_size: str = Field(description="Output size for a square portrait; others keep about the same area.")
+    usd_per_second: float = Field(description="Price per billed second of speech.")
+
+
+class ModelInfo(BaseModel):
+    id: str = Field(description="The `model` of tasks made with it; what a key's allowed models name.")
+    object: Literal["model"] = "model"
+    mode: str
+    description: str
+    inputs: list[str] = Field(description="Request fields it takes (see TaskCreate).")
+    resolutions: list[ModelResolution]
+    min_billed_seconds: int
+    max_audio_seconds: float
+    max_speakers: int
+    fps: list[int] = Field(description="Lowest, default and highest frame rate.")
+    engine: str = Field(description="The engine this server renders with: preview (CPU) or neural.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelInfo]

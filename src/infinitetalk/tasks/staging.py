@@ -2,13 +2,13 @@
 
 Fetching at submit is what lets us probe the audio's real length (the price) and refuse bad inputs with
 a 400 before anything is stored or billed. Refs may be http(s) URLs (SSRF-guarded), data: URIs, or our
-own uploads (``upload://<id>`` or this server's ``/v1/uploads/<id>`` URL); never paths on our disk.
+own uploads (the id, ``upload://<id>`` or this server's ``/v1/uploads/<id>`` URL); never paths on our disk.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from infinitetalk.config import Settings
@@ -21,15 +21,9 @@ from infinitetalk.media.video import check_video
 from infinitetalk.schema import GenerationRequest
 from infinitetalk.tasks.uploads import Uploads
 
-_UPLOAD_REF = re.compile(r"^(?:upload://|.*/v1/uploads/)(upl_[A-Za-z0-9_-]{8,64})$")
-
-
-def _from_upload(upload_id: str, dest_dir: Path, *, key_id: str | None, uploads: Uploads, field: str) -> Path:
-    source, name = uploads.source(upload_id, key_id=key_id, field=field)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / f"{field.replace('.', '_')}-{name}"
-    shutil.copyfile(source, target)
-    return target
+#: An upload by its id alone, as ``upload://<id>``, or as the URL POST /v1/uploads answered (any host: behind
+#: a proxy the caller may know us by another name). All three name the same file, for any route.
+_UPLOAD_REF = re.compile(r"^(?:upload://|.*/v1/uploads/)?(upl_[A-Za-z0-9_-]{8,64})$")
 
 
 def fetch_ref(ref: str, dest_dir: Path, *, kind: str, field: str, key_id: str | None,
@@ -38,7 +32,7 @@ def fetch_ref(ref: str, dest_dir: Path, *, kind: str, field: str, key_id: str | 
     try:
         with disk_writes(field):  # the upload's copy too: a full disk is storage_full, not a bare 500
             if match:
-                return _from_upload(match.group(1), dest_dir, key_id=key_id, uploads=uploads, field=field)
+                return uploads.copy_to(match.group(1), dest_dir, key_id=key_id, field=field)
             sub = dest_dir / field.replace(".", "_")  # one folder per field so names never collide
             return fetch_to_file(ref, sub, kind=kind, settings=settings, field=field)
     except InfiniteTalkError as exc:
@@ -83,6 +77,28 @@ def stage(request: GenerationRequest, dest_dir: Path, *, key_id: str | None, upl
     if request.mask:
         update["mask"] = [image(ref, f"mask.{i}", "L") for i, ref in enumerate(request.mask)]
     return request.model_copy(update=update), durations
+
+
+def _with_paths(request: GenerationRequest, change: Callable[[str], str]) -> GenerationRequest:
+    update: dict = {"audio": [change(ref) for ref in request.audio]}
+    for name in ("image", "video"):
+        if getattr(request, name):
+            update[name] = change(getattr(request, name))
+    if request.mask:
+        update["mask"] = [change(ref) for ref in request.mask]
+    return request.model_copy(update=update)
+
+
+def relative_inputs(request: GenerationRequest, folder: Path) -> GenerationRequest:
+    """A staged request as it is stored: each input named relative to the task's input folder, which a worker
+    on another machine has somewhere else."""
+    return _with_paths(request, lambda ref: Path(ref).relative_to(folder).as_posix())
+
+
+def resolved_inputs(request: GenerationRequest, folder: Path) -> GenerationRequest:
+    """A stored request with its inputs in ``folder`` (rows from before relative names hold absolute paths,
+    which stay as they are)."""
+    return _with_paths(request, lambda ref: str(folder / ref))
 
 
 def shorten_data_uris(payload: dict) -> dict:

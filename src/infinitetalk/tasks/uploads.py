@@ -8,8 +8,8 @@ quotas (live uploads and their bytes) are checked before anything is written.
 
 from __future__ import annotations
 
+import asyncio
 import math
-import os
 import re
 import secrets
 from collections.abc import AsyncIterable, Iterable
@@ -20,7 +20,8 @@ from sqlalchemy import delete, func, select, update
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import InputTooLarge, InvalidRequest
-from infinitetalk.storage import LocalStorage
+from infinitetalk.storage import Storage
+from infinitetalk.storage.base import PendingFile
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.errors import Conflict, NotFound, TooManyRequests
 from infinitetalk.tasks.models import Upload, utcnow
@@ -37,7 +38,7 @@ def clean_filename(name: str | None) -> str:
 
 
 class Uploads:
-    def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, settings: Settings) -> None:
+    def __init__(self, *, sessions: SessionFactory, storage: Storage, settings: Settings) -> None:
         self.sessions, self.storage, self.settings = sessions, storage, settings
 
     # --- making one ---
@@ -78,16 +79,26 @@ class Uploads:
 
     def write(self, upload: Upload, chunks: Iterable[bytes], *, cap: int, field: str | None = None) -> Upload:
         """Stream ``chunks`` into the upload's file (whole or nothing), counting against ``cap`` and the quota."""
-        with _Sink(self.storage.upload_path(upload.id), cap=cap, quota=self._budget(upload), field=field) as sink:
+        sink = _Sink(self.storage.new_upload(upload.id), cap=cap, quota=self._budget(upload), field=field)
+        try:
             for chunk in chunks:
                 sink.add(chunk)
+        except BaseException:
+            sink.discard()
+            raise
+        sink.commit()
         return self._completed(upload, sink.size)
 
     async def write_stream(self, upload: Upload, chunks: AsyncIterable[bytes], *, cap: int) -> Upload:
         """``write`` for a request body read as it arrives (the two-step PUT)."""
-        with _Sink(self.storage.upload_path(upload.id), cap=cap, quota=self._budget(upload), field=None) as sink:
+        sink = _Sink(self.storage.new_upload(upload.id), cap=cap, quota=self._budget(upload), field=None)
+        try:
             async for chunk in chunks:
                 sink.add(chunk)
+        except BaseException:
+            sink.discard()
+            raise
+        await asyncio.to_thread(sink.commit)  # to S3 storage that is a transfer: not on the event loop
         return self._completed(upload, sink.size)
 
     def _completed(self, upload: Upload, size: int) -> Upload:
@@ -117,14 +128,36 @@ class Uploads:
         return upload
 
     # --- using one ---
-    def source(self, upload_id: str, *, key_id: str | None, field: str) -> tuple[Path, str]:
-        """The file of a caller's own, complete, unexpired upload, and its display name."""
+    def source(self, upload_id: str, *, key_id: str | None, field: str) -> tuple[Upload, str]:
+        """A caller's own, complete, unexpired upload, and its display name."""
         upload = self._row(upload_id)
-        if (upload is None or upload.api_key_id != key_id or not upload.complete or upload.expires_at <= utcnow()
-                or not self.storage.upload_path(upload.id).is_file()):
-            raise InvalidRequest(f"{field}: no upload {upload_id} (it expired, was never finished, or another key "
-                                 "made it); upload the file again", field=field)
-        return self.storage.upload_path(upload.id), upload.filename
+        if upload is None or upload.api_key_id != key_id or not upload.complete or upload.expires_at <= utcnow():
+            raise self._unusable(upload_id, field)
+        return upload, upload.filename
+
+    def copy_to(self, upload_id: str, dest_dir: Path, *, key_id: str | None, field: str) -> Path:
+        """Copy a caller's own upload into ``dest_dir`` (named after the field and its display name)."""
+        upload, name = self.source(upload_id, key_id=key_id, field=field)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        target = dest_dir / f"{field.replace('.', '_')}-{name}"
+        try:
+            self.storage.copy_upload(upload.id, target)
+        except FileNotFoundError:  # its row outlived its bytes (a sweep between the two)
+            raise self._unusable(upload_id, field) from None
+        return target
+
+    @staticmethod
+    def _unusable(upload_id: str, field: str) -> InvalidRequest:
+        return InvalidRequest(f"{field}: no upload {upload_id} (it expired, was never finished, or another key "
+                              "made it); upload the file again", field=field)
+
+    def owned(self, upload_id: str, *, key_id: str | None) -> Upload:
+        """A caller's own complete, unexpired upload (GET /v1/uploads/{id}); another key's is as missing."""
+        upload = self._row(upload_id)
+        if upload is None or upload.api_key_id != key_id or not upload.complete or upload.expires_at <= utcnow():
+            raise NotFound(f"no upload {upload_id[:40]} for this key (uploads expire "
+                           f"{self.settings.upload_ttl_s / 3600:g} h after they are made); upload the file again")
+        return upload
 
     def forget_expired(self) -> int:
         """Drop the rows of expired uploads (the retention sweep deletes their files)."""
@@ -144,17 +177,13 @@ class Uploads:
 
 
 class _Sink:
-    """Writes an upload's bytes beside its final name and renames them into place only when all arrived."""
+    """Counts an upload's bytes against its caps while they go into storage's pending file, which keeps them
+    only when all arrived (``commit``); ``discard`` leaves nothing."""
 
-    def __init__(self, target: Path, *, cap: int, quota: int, field: str | None) -> None:
-        # a name of its own: two PUTs racing on one upload must not write into one file
-        self.target, self.partial = target, target.with_name(f".partial-{secrets.token_hex(8)}")
+    def __init__(self, pending: PendingFile, *, cap: int, quota: int, field: str | None) -> None:
+        self._out = pending.file
         self.cap, self.quota, self.field, self.size = cap, quota, field, 0
-
-    def __enter__(self) -> _Sink:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.partial, "wb")  # noqa: SIM115 - closed in __exit__
-        return self
+        self.commit, self.discard = pending.commit, pending.discard
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -166,10 +195,3 @@ class _Sink:
                                   "older uploads expire, or send inputs as URLs", retry_after=60,
                                   code="upload_quota_exceeded")
         self._out.write(chunk)
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
-        self._out.close()
-        if exc_type is None:
-            os.replace(self.partial, self.target)
-        else:
-            self.partial.unlink(missing_ok=True)

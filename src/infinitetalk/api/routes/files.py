@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from pathlib import Path
+
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.errors import ERROR_RESPONSES
 from infinitetalk.api.submission import file_chunks, form_file
 from infinitetalk.schema import limits
+from infinitetalk.tasks.models import Upload
 from infinitetalk.tasks.schemas import UploadPublic
 
 router = APIRouter(prefix="/v1", tags=["files"], responses=ERROR_RESPONSES)
@@ -27,7 +30,8 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
 
 @router.post("/uploads", status_code=201, response_model=UploadPublic, openapi_extra=_UPLOAD_BODY)
 async def create_upload(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> UploadPublic:
-    """Upload an input file; its URL works as a media reference in POST /v1/tasks."""
+    """Upload an input file; its id or URL works as a media reference in POST /v1/tasks, /v1/estimate and the
+    provider-compatible routes."""
     file = await form_file(request, "file")
     try:
         upload = await run_in_threadpool(runtime.uploads.save, key_id=key.id if key else None,
@@ -35,14 +39,31 @@ async def create_upload(request: Request, runtime: RuntimeDep, key: KeyDep, base
                                          field="file", size_hint=file.size)
     finally:
         await file.close()
+    return _public(upload, base_url)
+
+
+@router.get("/uploads/{upload_id}", response_model=UploadPublic)
+def get_upload(upload_id: str, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> UploadPublic:
+    """One of your uploads: the URL POST /v1/uploads answered. Its id, `upload://<id>` or this URL work as a
+    media reference in every route (native and provider-compatible) and in POST /v1/estimate."""
+    return _public(runtime.uploads.owned(upload_id, key_id=key.id if key else None), base_url)
+
+
+def _public(upload: Upload, base_url: str) -> UploadPublic:
     return UploadPublic(id=upload.id, url=f"{base_url}/v1/uploads/{upload.id}", filename=upload.filename,
                         bytes=upload.size, expires_at=upload.expires_at)
 
 
 @router.get("/files/{task_id}/{name}", response_class=FileResponse,
-            responses={200: {"content": {"video/mp4": {}}}, 410: {"description": "The output has expired."}})
+            responses={200: {"content": {"video/mp4": {}}},
+                       307: {"description": "The file, at a presigned URL of the server's S3 storage that expires "
+                                            "with this one."},
+                       410: {"description": "The output has expired."}})
 def download(task_id: str, name: str, runtime: RuntimeDep, expires: Annotated[int, Query()],
-             sig: Annotated[str, Query()]) -> FileResponse:
+             sig: Annotated[str, Query()]) -> Response:
     """An output file, by its signed URL (no key needed; the signature is the permission)."""
-    path = runtime.storage.open_signed(task_id, name, expires=expires, sig=sig)
-    return FileResponse(path, media_type="video/mp4", filename=name)
+    target = runtime.storage.open_signed(task_id, name, expires=expires, sig=sig)
+    if isinstance(target, Path):
+        return FileResponse(target, media_type="video/mp4", filename=name)
+    # S3 storage: the bytes come from the bucket; our URL stays the one that answers 410 once it expires
+    return RedirectResponse(target, status_code=307, headers={"Cache-Control": "no-store"})

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.errors import ERROR_RESPONSES
-from infinitetalk.api.submission import read_json, read_submission
+from infinitetalk.api.submission import read_json, read_multipart, read_submission
 from infinitetalk.api.waiting import prefer_wait, task_events, wait_for_end
 from infinitetalk.tasks.models import TaskStatus
 from infinitetalk.tasks.schemas import Estimate, TaskList, TaskPublic
@@ -65,23 +65,33 @@ async def create_task(request: Request, response: Response, runtime: RuntimeDep,
 
 
 @router.get("/tasks", response_model=TaskList)
-def list_tasks(runtime: RuntimeDep, key: KeyDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-               cursor: str | None = None, status: TaskStatus | None = None) -> TaskList:
+async def list_tasks(runtime: RuntimeDep, key: KeyDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                     cursor: str | None = None, status: TaskStatus | None = None) -> Response:
     """The caller's own tasks, newest first, a page at a time."""
-    tasks, next_cursor = runtime.service.list(key=key, limit=limit, cursor=cursor, status=status)
-    data = [task_public(task, storage=runtime.storage, settings=runtime.settings) for task in tasks]
-    return TaskList(data=data, next_cursor=next_cursor)
+
+    def page() -> bytes:
+        tasks, next_cursor = runtime.service.list(key=key, limit=limit, cursor=cursor, status=status)
+        data = [task_public(task, storage=runtime.storage, settings=runtime.settings) for task in tasks]
+        return TaskList(data=data, next_cursor=next_cursor).model_dump_json().encode()
+
+    # One thread hop for the query and the page's JSON; a sync route would take two (FastAPI validates a
+    # sync route's return value in the thread pool again), and the response model would be checked twice.
+    return Response(await run_in_threadpool(page), media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic)
-async def get_task(task_id: str, response: Response, runtime: RuntimeDep, key: KeyDep,
-                   prefer: Annotated[str | None, Header()] = None) -> TaskPublic:
+async def get_task(task_id: str, runtime: RuntimeDep, key: KeyDep,
+                   prefer: Annotated[str | None, Header()] = None) -> Response:
     """Status, progress, cost, timings, outputs (signed URLs) and error of one task."""
     wait = prefer_wait(prefer, runtime.settings.max_wait_s)
-    task = await wait_for_end(runtime, key, task_id, wait or 0)
     if wait:
-        response.headers["Preference-Applied"] = f"wait={wait}"
-    return task_public(task, storage=runtime.storage, settings=runtime.settings)
+        task = await wait_for_end(runtime, key, task_id, wait)
+    else:  # the hot path of every poller: one thread hop, no wait loop
+        task = await run_in_threadpool(runtime.service.get, key=key, task_id=task_id)
+    view = task_public(task, storage=runtime.storage, settings=runtime.settings)
+    # The view is a TaskPublic already: serialized once here instead of validated again and dumped by FastAPI.
+    return Response(view.model_dump_json(), media_type="application/json",
+                    headers={"Preference-Applied": f"wait={wait}"} if wait else None)
 
 
 @router.get("/tasks/{task_id}/events", response_class=StreamingResponse,
@@ -101,8 +111,18 @@ def cancel_task(task_id: str, runtime: RuntimeDep, key: KeyDep) -> TaskPublic:
 
 
 @router.post("/estimate", response_model=Estimate, openapi_extra={"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/EstimateRequest"}}}}})
+    "application/json": {"schema": {"$ref": "#/components/schemas/EstimateRequest"}},
+    "multipart/form-data": {"schema": _MULTIPART_SCHEMA}}}})
 async def estimate(request: Request, runtime: RuntimeDep, key: KeyDep) -> Estimate:
-    """Probe the audio and price it, without creating a task."""
-    payload, _ = await read_json(request)
-    return await run_in_threadpool(runtime.service.estimate, key=key, payload=payload)
+    """Probe the audio and price it, without creating a task. Takes the same bodies as POST /v1/tasks
+    (JSON, or multipart with files; fields other than audio, audio_layout and resolution are ignored)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        payload, _ = await read_json(request)
+        return await run_in_threadpool(runtime.service.estimate, key=key, payload=payload)
+    made: list[str] = []  # the form's files, kept only while they are priced
+    try:
+        payload, _ = await read_multipart(request, runtime, key, made)
+        return await run_in_threadpool(runtime.service.estimate, key=key, payload=payload)
+    finally:
+        for upload_id in made:
+            await run_in_threadpool(runtime.uploads.discard, upload_id)
