@@ -60,6 +60,9 @@ from infinitetalk.cli import models  # noqa: E402
 app.add_typer(models.app, name="models")
 from infinitetalk.cli import serve  # noqa: E402
 app.command("serve")(serve.serve)
+from infinitetalk.cli import worker  # noqa: E402
+app.command("worker")(worker.worker)
+app.command("workers")(worker.workers)
 from infinitetalk.cli.keys import keys_app  # noqa: E402
 app.add_typer(keys_app, name="keys")
 # --- end of command registration ---

@@ -53,11 +53,13 @@ class TaskLifecycle:
 
     def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, settings: Settings,
                  metrics: Metrics, wake_sender: Callable[[], None],
-                 on_change: Callable[[str], None] = lambda _task_id: None) -> None:
+                 on_change: Callable[[str], None] = lambda _task_id: None, worker_id: str | None = None) -> None:
         self.sessions, self.storage, self.settings = sessions, storage, settings
         self.metrics, self._wake_sender = metrics, wake_sender
         #: told the id of every task whose status or progress this process changed (after the commit)
         self._on_change = on_change
+        #: recorded on the tasks this process claims (a worker process of a fleet)
+        self.worker_id = worker_id
         self.safety = safety.load_checker(settings.safety_checker)
 
     # --- start, progress ---
@@ -67,6 +69,7 @@ class TaskLifecycle:
             changed = session.execute(
                 update(Task).where(Task.id == task_id, Task.status == QUEUED, Task.cancel_requested.is_(False))
                 .values(status=RUNNING, started_at=now, heartbeat_at=now, attempts=Task.attempts + 1,
+                        worker_id=self.worker_id,
                         progress=0.0, stage="starting")
             ).rowcount
             if not changed:
@@ -166,6 +169,13 @@ class TaskLifecycle:
                 log.warning("task %s queued again (no heartbeat for %g s; attempt %d)", task_id,
                             self.settings.stale_after_s, attempts)
         return requeued
+
+    def waiting_since(self, seconds: float) -> list[str]:
+        """Queued tasks submitted more than ``seconds`` ago, oldest first."""
+        cutoff = utcnow() - timedelta(seconds=seconds)
+        with self.sessions() as session:
+            return list(session.scalars(select(Task.id).where(Task.status == QUEUED, Task.created_at < cutoff)
+                                        .order_by(Task.created_at)))
 
     def _finish(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: bool,
                 values: dict, retry: bool = False) -> bool:

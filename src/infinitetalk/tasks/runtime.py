@@ -1,14 +1,25 @@
-"""Everything a server process runs, wired together: store, storage, lifecycle, workers, webhooks, sweep."""
+"""Everything a process runs, wired together.
+
+``Runtime``: an API server (store, storage, lifecycle, webhooks, sweep, reaper) with its render threads on
+one machine, or, when a broker URL is set, without an engine, handing tasks to the queue. ``WorkerRuntime``:
+a worker process of a fleet, one per GPU: the engine loaded once, one task at a time from the queue.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import urllib.parse
+
+import dramatiq
 
 from infinitetalk.config import Settings
-from infinitetalk.engines.base import Engine
+from infinitetalk.engines.base import CancelToken, Engine
 from infinitetalk.storage import LocalStorage
 from infinitetalk.storage.retention import Sweeper, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, open_database
+from infinitetalk.tasks.fleet import WorkerRegistration
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.outbox import Outbox
@@ -16,9 +27,10 @@ from infinitetalk.tasks.reaper import Reaper
 from infinitetalk.tasks.service import TaskService
 from infinitetalk.tasks.watch import TaskWatch
 from infinitetalk.tasks.uploads import Uploads
+from infinitetalk.workers.broker import QUEUE, DramatiqDispatcher, TaskQueue
 from infinitetalk.workers.dispatcher import InProcessDispatcher
 from infinitetalk.engines import load_engine
-from infinitetalk.workers.runner import TaskRunner
+from infinitetalk.workers.runner import Job, TaskRunner
 from infinitetalk.workers.webhooks import WebhookSender
 
 log = logging.getLogger("infinitetalk.tasks")
@@ -36,27 +48,43 @@ class Runtime:
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
                                        metrics=self.metrics, wake_sender=self.sender.wake,
                                        on_change=self.watch.changed)
-        self.engine = engine or load_engine(settings)
-        self.runner = TaskRunner(engine=self.engine, settings=settings, events=self.lifecycle)
-        self.dispatcher = InProcessDispatcher(self.runner.run, workers=settings.workers, token=self.runner.new_token)
+        self.fleet = bool(settings.broker_url)
+        self.dispatcher: InProcessDispatcher | DramatiqDispatcher
+        if self.fleet:  # stateless API: no engine, no weights; workers elsewhere render
+            self.engine: Engine | None = None
+            self.queue: TaskQueue | None = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s)
+            self.dispatcher = DramatiqDispatcher(self.queue)
+        else:
+            self.engine, self.queue = engine or load_engine(settings), None
+            runner = TaskRunner(engine=self.engine, settings=settings, events=self.lifecycle)
+            self.dispatcher = InProcessDispatcher(runner.run, workers=settings.workers, token=runner.new_token)
+        self.engine_name = self.engine.name if self.engine else "workers"
         self.uploads = Uploads(sessions=self.sessions, storage=self.storage, settings=settings)
         self.service = TaskService(sessions=self.sessions, storage=self.storage, uploads=self.uploads, settings=settings,
                                    lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics)
         self.sweeper = Sweeper(self.storage, settings, also=self.uploads.forget_expired)
-        self.reaper = Reaper(self.lifecycle, self.dispatcher, settings)
+        self.reaper = Reaper(self.lifecycle, self.dispatcher, settings,
+                             queue_depth=self.queue.depth if self.queue is not None else None)
 
     def start(self) -> None:
-        remove_orphan_partials(self.storage)  # before our own workers start writing any
         self.sender.start()
         self.sweeper.start()
         self.reaper.start()
+        if self.fleet:
+            # running tasks belong to live workers elsewhere (the reaper looks after dead ones), and queued
+            # ones already have their messages in the broker
+            log.info("task service ready: tasks go to the queue at %s", _redacted(self.settings.broker_url))
+            return
+        remove_orphan_partials(self.storage)  # before our own workers start writing any
         queued = self.lifecycle.recover()
         for task_id in queued:
             self.dispatcher.submit(task_id)
         log.info("task service ready: engine %s, %d worker(s), %d task(s) queued from before",
-                 self.engine.name, self.settings.workers, len(queued))
+                 self.engine_name, self.settings.workers, len(queued))
 
     def ready(self) -> bool:
+        if self.queue is not None:
+            self.queue.depth()  # raises when the broker is unreachable
         return at_head(self.db)
 
     def stop(self) -> None:
@@ -65,3 +93,84 @@ class Runtime:
         self.sweeper.stop()
         self.reaper.stop()
         self.db.dispose()
+
+
+def _redacted(url: str | None) -> str:
+    """A URL for the log, without its password."""
+    parts = urllib.parse.urlsplit(url or "")
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urllib.parse.urlunsplit(parts)
+
+
+class _Registered:
+    """The lifecycle's JobEvents, plus: a task this worker claimed shows on its row (a message for a task
+    someone else holds is dropped without ever showing there)."""
+
+    def __init__(self, events: TaskLifecycle, registration: WorkerRegistration) -> None:
+        self._events, self._registration = events, registration
+
+    def start(self, task_id: str) -> Job | None:
+        job = self._events.start(task_id)
+        if job is not None:
+            self._registration.working_on(task_id)
+        return job
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._events, name)
+
+
+class WorkerRuntime:
+    """A worker process: runs tasks from the queue on its engine, one at a time, until SIGTERM."""
+
+    def __init__(self, settings: Settings, *, gpu: str | None = None, engine: Engine | None = None) -> None:
+        if not settings.broker_url:
+            raise ValueError("a worker needs a broker: set INFINITETALK_BROKER_URL (redis://...)")
+        self.settings = settings
+        self.db, self.sessions = open_database(settings)
+        self.storage = LocalStorage(settings)
+        self.engine = engine or load_engine(settings)
+        self.registration = WorkerRegistration(self.sessions, gpu=gpu, engine=self.engine.name)
+        self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
+                                       metrics=Metrics(self.sessions), wake_sender=lambda: None,
+                                       worker_id=self.registration.id)
+        self.runner = TaskRunner(engine=self.engine, settings=settings,
+                                 events=_Registered(self.lifecycle, self.registration))
+        self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s, run=self._run)
+        self._current: CancelToken | None = None
+        self._stopping = threading.Event()
+
+    def _run(self, task_id: str) -> None:
+        if self._stopping.is_set():  # taken from the queue as we stop: leave it for another worker
+            self.queue.send(task_id)
+            return
+        token = self.runner.new_token()
+        self._current = token
+        try:
+            self.runner.run(task_id, token)
+        finally:
+            self._current = None
+            self.registration.working_on(None)
+        if getattr(token, "stopping", False):
+            self.queue.send(task_id)  # the runner put it back in the store; now another worker may take it
+
+    def serve(self) -> None:
+        """Take tasks until SIGTERM or SIGINT; then stop the current task at its next step, queue it again
+        for another worker, and exit."""
+        worker = dramatiq.Worker(self.queue.broker, queues={QUEUE}, worker_threads=1)
+        worker.queue_prefetch = 1  # hold no task while another one runs here: a free GPU elsewhere takes it
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self._stopping.set())
+        worker.start()
+        log.info("worker %s ready: engine %s", self.registration.id, self.engine.name)
+        try:
+            self._stopping.wait()
+        finally:
+            log.info("worker %s stopping", self.registration.id)
+            current = self._current
+            if current is not None:
+                getattr(current, "stop", current.cancel)()
+            worker.stop(timeout=int(self.settings.task_timeout_s * 1000))
+            self.registration.stop()
+            self.queue.close()
+            self.db.dispose()

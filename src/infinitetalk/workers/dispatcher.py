@@ -24,6 +24,10 @@ class Dispatcher(Protocol):
         """Ask a running task to stop at its next boundary; False if it is not running here."""
         ...
 
+    def running(self) -> frozenset[str]:
+        """Ids of the tasks this process runs now (none, when workers elsewhere run them)."""
+        ...
+
     def shutdown(self) -> None: ...
 
 

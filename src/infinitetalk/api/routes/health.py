@@ -26,7 +26,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         ok = await run_in_threadpool(runtime.ready)
     except Exception as exc:  # any failure to reach the store means not ready
         return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
-    body = {"status": "ready" if ok else "not ready", "engine": runtime.engine.name}
+    body = {"status": "ready" if ok else "not ready", "engine": runtime.engine_name}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
