@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,11 +21,48 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from services import PostgresServer
 
 from infinitetalk.client import Client
+from infinitetalk.config import Settings
 
 T = TypeVar("T")
 START_TIMEOUT_S = 90
+
+
+# --- the task store: SQLite (the default) or PostgreSQL, chosen in one place -----------------------------
+
+#: The PostgreSQL server of the run in progress, or None: each test server keeps SQLite in its data dir.
+#: tests/api/conftest.py's ``api_store`` fixture sets it, so every test in tests/api runs on both stores.
+_postgres: PostgresServer | None = None
+#: data dir -> its own PostgreSQL database (a fresh store per data dir, as a fresh SQLite file would be)
+_databases: dict[Path, str] = {}
+
+
+def use_postgres(server: PostgresServer | None) -> None:
+    global _postgres
+    _postgres = server
+    _databases.clear()
+
+
+def store_url(data_dir: Path) -> str:
+    """The SQLAlchemy URL of the task store that servers on ``data_dir`` use."""
+    if _postgres is None:
+        return f"sqlite:///{(data_dir / 'infinitetalk.db').resolve()}"
+    key = data_dir.resolve()
+    if key not in _databases:
+        _databases[key] = _postgres.create_database(f"api_{uuid.uuid4().hex[:12]}")
+    return _databases[key]
+
+
+def settings_for(data_dir: Path, **values: object) -> Settings:
+    """Settings for ``data_dir`` with its task store (what tests build in this process)."""
+    return Settings(data_dir=data_dir, database_url=None if _postgres is None else store_url(data_dir), **values)
+
+
+def store_env(data_dir: Path) -> dict[str, str]:
+    """The environment that points a server or CLI process at ``data_dir``'s task store."""
+    return {} if _postgres is None else {"INFINITETALK_DATABASE_URL": store_url(data_dir)}
 
 
 def wait_until(check: Callable[[], T], *, timeout: float = 30.0, every: float = 0.05, what: str = "condition") -> T:
@@ -47,7 +85,7 @@ def free_port() -> int:
 
 def cli(*args: str, data_dir: Path) -> str:
     result = subprocess.run([sys.executable, "-m", "infinitetalk.cli", *args, "--data-dir", str(data_dir)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, env={**os.environ, **store_env(data_dir)})
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -67,11 +105,10 @@ def create_key(data_dir: Path, name: str, *, balance: float = 10.0, rate: int | 
 def make_key(data_dir: Path, name: str, *, balance: float = 10.0, rate: int | None = None,
              max_concurrent: int | None = None, models: tuple[str, ...] = ()) -> dict:
     """Like ``create_key`` but in this process (the same code and database file, without a CLI start-up)."""
-    from infinitetalk.config import Settings
     from infinitetalk.tasks.db import open_database
     from infinitetalk.tasks.keys import create_key as create
 
-    db, sessions = open_database(Settings(data_dir=data_dir))
+    db, sessions = open_database(settings_for(data_dir))
     try:
         with sessions.begin() as session:
             made = create(session, name=name, balance=balance, creates_per_minute=rate,
@@ -85,11 +122,10 @@ def ledger(data_dir: Path, key_id: str) -> tuple[float, list[tuple[str, float, s
     """A key's balance and its ledger rows (kind, amount, task id), read from the store."""
     from sqlalchemy import select
 
-    from infinitetalk.config import Settings
     from infinitetalk.tasks.db import open_database
     from infinitetalk.tasks.models import MICROS, ApiKey, LedgerEntry
 
-    db, sessions = open_database(Settings(data_dir=data_dir))
+    db, sessions = open_database(settings_for(data_dir))
     try:
         with sessions() as session:
             balance = session.get(ApiKey, key_id).balance_micros / MICROS
@@ -107,7 +143,7 @@ class Server:
                  open_mode: bool = False):
         """``open_mode``: started with --open, so loopback callers need no key."""
         self.data_dir, self.port, self.open_mode = data_dir, free_port(), open_mode
-        self.env = {**os.environ, "INFINITETALK_FETCH_ALLOW_HOSTS": allow_hosts, **(env or {})}
+        self.env = {**os.environ, "INFINITETALK_FETCH_ALLOW_HOSTS": allow_hosts, **store_env(data_dir), **(env or {})}
         self.log_path = data_dir / "server.log"
         self.proc: subprocess.Popen | None = None
         self._clients: list[Client] = []

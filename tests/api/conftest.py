@@ -1,5 +1,8 @@
 """Real parts for API tests: the server in a subprocess (uvicorn on loopback), a loopback file server for
-inputs and a loopback webhook receiver. Factories live in api_servers.py."""
+inputs and a loopback webhook receiver. Factories live in api_servers.py.
+
+Every test here runs twice: on SQLite (the single-machine default) and on PostgreSQL (a fleet's store, a fresh
+database per data dir on the session's test server), except those marked ``sqlite_only``."""
 
 from __future__ import annotations
 
@@ -8,7 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from api_servers import FileServer, Server, WebhookReceiver, create_key
+from api_servers import FileServer, Server, WebhookReceiver, create_key, use_postgres
+
+STORES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # session scope: pytest groups the run by store (all SQLite, then all PostgreSQL) instead of switching
+    # stores, and restarting the session's servers, between tests
+    if "api_store" in metafunc.fixturenames:
+        stores = STORES[:1] if metafunc.definition.get_closest_marker("sqlite_only") else STORES
+        metafunc.parametrize("api_store", stores, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def api_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which task store this run of the test uses; api_servers takes it from here. A session- or module-scoped
+    fixture that makes a server or key asks for it too, so that pytest makes it again for the other store."""
+    use_postgres(request.getfixturevalue("postgres") if request.param == "postgresql" else None)
+    try:
+        yield request.param
+    finally:
+        use_postgres(None)
 
 
 @pytest.fixture(scope="session")
@@ -22,14 +46,14 @@ def file_server(tmp_path_factory: pytest.TempPathFactory, speech_wav: Path, shor
 
 
 @pytest.fixture(scope="session")
-def preview_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def preview_server(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> Iterator[Server]:
     """The default engine (preview on a machine with no weights), open mode (--open: no keys on loopback)."""
     with Server(tmp_path_factory.mktemp("preview-data"), env={"INFINITETALK_ENGINE": "auto"}, open_mode=True) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def keyed_server(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> Iterator[Server]:
     """The instant engine, slowed to ~40 ms a frame so tasks can be caught running; keys required."""
     data_dir = tmp_path_factory.mktemp("keyed-data")
     create_key(data_dir, "bootstrap", balance=0)  # a key exists, so the server is not open

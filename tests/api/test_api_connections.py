@@ -21,7 +21,7 @@ STALLED = 600
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def guarded(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> Iterator[tuple[Server, str]]:
     data_dir = tmp_path_factory.mktemp("guarded-data")
     key = make_key(data_dir, "guarded", balance=1.0)["key"]
     env = {"INFINITETALK_ENGINE": "instant", "INFINITETALK_MAX_CONNECTIONS": str(MAX_CONNECTIONS),

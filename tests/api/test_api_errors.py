@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import sqlalchemy
 import uvicorn
-from api_servers import FileServer, Server, free_port, ledger, make_key, wait_until
+from api_servers import FileServer, Server, free_port, ledger, make_key, settings_for, store_url, wait_until
 
 from infinitetalk.api.app import create_app
-from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, EngineJob, ProgressCallback
 from infinitetalk.engines.instant import InstantEngine
 from infinitetalk.errors import NoFaceDetected
@@ -71,7 +70,7 @@ def _limit_file_size() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_disk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict]]:
+def small_disk_server(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> Iterator[tuple[Server, dict]]:
     data_dir = tmp_path_factory.mktemp("small-disk")
     key = make_key(data_dir, "small-disk", balance=10)
     server = Server(data_dir, env={"INFINITETALK_ENGINE": "instant"})
@@ -143,7 +142,7 @@ class InProcessServer:
     """The app on loopback in this process (uvicorn on a thread), with an engine given as an object."""
 
     def __init__(self, data_dir: Path, engine: InstantEngine) -> None:
-        settings = Settings(data_dir=data_dir, fetch_allow_hosts=["localhost"], engine="instant")
+        settings = settings_for(data_dir, fetch_allow_hosts=["localhost"], engine="instant")
         self.data_dir, self.port = data_dir, free_port()
         config = uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=self.port,
                                 log_level="warning", lifespan="on")
@@ -165,7 +164,8 @@ class InProcessServer:
 
 
 @pytest.fixture(scope="module")
-def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessServer, dict, dict]]:
+def failing_server(tmp_path_factory: pytest.TempPathFactory, api_store: str,
+                   ) -> Iterator[tuple[InProcessServer, dict, dict]]:
     data_dir = tmp_path_factory.mktemp("failing")
     key = make_key(data_dir, "errors", balance=10)
     with InProcessServer(data_dir, FailingEngine(data_dir)) as server:
@@ -283,7 +283,7 @@ def test_rows_stored_with_the_old_codes_read_in_the_new_ones(failing_server: tup
         "image": inputs.url("portrait.jpg"), "audio": inputs.url("short.wav"), "prompt": "find no face"})
     task_id = _ended(server, headers, created.json()["id"])["id"]
     # what a server before this change stored for the same failure
-    engine = sqlalchemy.create_engine(f"sqlite:///{server.data_dir / 'infinitetalk.db'}")
+    engine = sqlalchemy.create_engine(store_url(server.data_dir))
     try:
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text("UPDATE tasks SET error_code = 'NoFaceDetected', "

@@ -21,6 +21,7 @@ def _body(file_server: FileServer) -> dict:
     return {"image": file_server.url("grace_hopper.jpg"), "audio": file_server.url("short.wav")}
 
 
+@pytest.mark.sqlite_only  # it takes SQLite's write lock on the file
 def test_store_held_by_another_process(tmp_path: Path, file_server: FileServer) -> None:
     key = make_key(tmp_path, "busy", balance=100.0)
     headers = {"X-API-Key": key["key"]}

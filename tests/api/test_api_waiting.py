@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import httpx
-from api_servers import FileServer, Server, make_key, wait_until
+from api_servers import FileServer, Server, make_key, settings_for, wait_until
 from sqlalchemy import event
 
 from infinitetalk.api.waiting import task_events, wait_for_end
-from infinitetalk.config import Settings
 from infinitetalk.engines.instant import InstantEngine
 from infinitetalk.tasks.models import TaskStatus
 from infinitetalk.tasks.runtime import Runtime
@@ -21,7 +20,7 @@ WAITERS = 100
 
 def test_waiters_share_one_watcher_instead_of_polling_each(tmp_path: Path, file_server: FileServer) -> None:
     # no slow poll during the test: only this process's own changes can wake the waiters
-    settings = Settings(data_dir=tmp_path, fetch_allow_hosts=["localhost"], watch_poll_s=600)
+    settings = settings_for(tmp_path, fetch_allow_hosts=["localhost"], watch_poll_s=600)
     runtime = Runtime(settings, engine=InstantEngine(frame_delay_s=0.02))
     runtime.start()
     statements: list[str] = []
@@ -80,7 +79,7 @@ def _fail_from_elsewhere(data_dir: Path, task_id: str) -> None:
     from infinitetalk.tasks.db import open_database
     from infinitetalk.tasks.models import Task
 
-    db, sessions = open_database(Settings(data_dir=data_dir))
+    db, sessions = open_database(settings_for(data_dir))
     try:
         with sessions.begin() as session:
             session.execute(update(Task).where(Task.id == task_id)

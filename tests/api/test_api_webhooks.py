@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from api_servers import FileServer, Server, WebhookReceiver, cli, make_key, wait_until
+from api_servers import FileServer, Server, WebhookReceiver, cli, make_key, settings_for, wait_until
 from standardwebhooks.webhooks import Webhook
 
 
@@ -45,11 +45,10 @@ def test_webhook_gives_up_after_the_schedule(keyed_server: Server, file_server: 
                    "callback_url": webhook_receiver.url})
     # the test server's schedule is 3 retries: 4 attempts, then nothing more
     wait_until(lambda: len(webhook_receiver.received) >= 4, timeout=60, what="four attempts")
-    from infinitetalk.config import Settings
     from infinitetalk.tasks.db import open_database
     from infinitetalk.tasks.models import WebhookDelivery
 
-    db, sessions = open_database(Settings(data_dir=keyed_server.data_dir))
+    db, sessions = open_database(settings_for(keyed_server.data_dir))
     try:
         def given_up() -> WebhookDelivery | None:
             with sessions() as session:
