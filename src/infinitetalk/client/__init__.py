@@ -128,7 +128,8 @@ class Client:
         if not task.get("outputs"):
             raise ValueError(f"task {task['id']} has no outputs (status {task['status']})")
         dest = Path(dest)
-        with self._http.stream("GET", task["outputs"][0]["url"]) as response:
+        # follow_redirects: a server with S3 storage sends the bytes from a presigned URL of its bucket
+        with self._http.stream("GET", task["outputs"][0]["url"], follow_redirects=True) as response:
             if response.status_code >= 400:
                 response.read()
                 raise ApiError(response)

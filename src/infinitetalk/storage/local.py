@@ -1,26 +1,29 @@
-"""Local directory storage with HMAC-signed, expiring output URLs.
+"""Local directory storage with HMAC-signed, expiring output URLs: one machine, the default.
 
 Layout under ``data_dir``: ``inputs/<task>/`` (deleted when the task ends), ``uploads/<id>/data``,
 ``outputs/<task>/<name>`` (deleted by the retention sweep once expired). Every name that reaches a path is one
 we made (ids, ``video.mp4``) and is checked again here: a caller's file name never becomes a path.
+
+The local folders are the stored files, so storing is a no-op: inputs are staged where the worker reads them
+and a render writes its output in place (atomically: the MP4 writer renames a finished file into place).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
+import contextlib
+import os
 import secrets
 import shutil
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from infinitetalk.config import Settings
+from infinitetalk.storage.base import SAFE_NAME as _SAFE_NAME
+from infinitetalk.storage.base import sign, signature_matches
 from infinitetalk.tasks.errors import Gone, NotFound
-
-#: A name we made: letters, digits, '_', '-' and inner dots; never '.', '..' or a hidden file.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 
 def _secret(settings: Settings) -> bytes:
@@ -66,10 +69,44 @@ class LocalStorage:
     def delete_outputs(self, task_id: str) -> None:
         shutil.rmtree(self.root / "outputs" / task_id, ignore_errors=True)
 
+    # --- storing is in place ---
+    def store_inputs(self, task_id: str) -> None:
+        """Nothing to do: the worker reads the folder they were staged in."""
+
+    def open_inputs(self, task_id: str) -> Path:
+        return self.input_dir(task_id)
+
+    def store_output(self, task_id: str, path: Path) -> None:
+        """Nothing to do: the render wrote ``output_path`` itself."""
+
+    @contextlib.contextmanager
+    def local_output(self, task_id: str, name: str) -> Iterator[Path]:
+        path = self.output_path(task_id, name) if _SAFE_NAME.match(task_id) and _SAFE_NAME.match(name) else None
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"no output {name} of task {task_id}")
+        yield path
+
+    def new_upload(self, upload_id: str) -> _PartialFile:
+        return _PartialFile(self.upload_path(upload_id))
+
+    def copy_upload(self, upload_id: str, target: Path) -> None:
+        shutil.copyfile(self.upload_path(upload_id), target)  # FileNotFoundError when it is gone
+
+    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float,
+                       now: float) -> tuple[int, int]:
+        files = _expired_outputs(self.root / "outputs", output_ttl_s, stale_s, now)
+        for path in files:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: another output in it is still fresh
+                path.parent.rmdir()
+        uploads = _older_than(self.root / "uploads", upload_ttl_s, now)
+        for folder in uploads:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(files), len(uploads)
+
     # --- signed URLs ---
     def _sign(self, task_id: str, name: str, expires: int) -> str:
-        message = f"{task_id}/{name}/{expires}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+        return sign(self._key, task_id, name, expires)
 
     def signed_url(self, base_url: str, task_id: str, name: str, expires: int) -> str:
         query = urllib.parse.urlencode({"expires": expires, "sig": self._sign(task_id, name, expires)})
@@ -79,10 +116,51 @@ class LocalStorage:
         """The file a signed URL names, or NotFound (bad signature / no file) / Gone (expired)."""
         if not (_SAFE_NAME.match(task_id) and _SAFE_NAME.match(name)):
             raise NotFound("no such file")
-        # bytes, not str: compare_digest refuses non-ASCII text with a TypeError
-        if not hmac.compare_digest(self._sign(task_id, name, expires).encode(), sig.encode("utf-8", "replace")):
+        if not signature_matches(self._key, task_id, name, expires, sig):
             raise NotFound("no such file (the link's signature does not match)")
         path = self.output_path(task_id, name)
         if expires < time.time() or not path.is_file():
             raise Gone("this output has expired and was deleted; outputs are kept for a limited time")
         return path
+
+
+class _PartialFile:
+    """An upload's bytes written beside its final name and renamed into place only when all arrived."""
+
+    def __init__(self, target: Path) -> None:
+        # a name of its own: two PUTs racing on one upload must not write into one file
+        self.target, self.partial = target, target.with_name(f".partial-{secrets.token_hex(8)}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.file: BinaryIO = open(self.partial, "wb")  # noqa: SIM115 - closed by commit or discard
+
+    def commit(self) -> None:
+        self.file.close()
+        try:
+            os.replace(self.partial, self.target)
+        except BaseException:
+            self.partial.unlink(missing_ok=True)
+            raise
+
+    def discard(self) -> None:
+        self.file.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def _older_than(folder: Path, age_s: float, now: float) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [entry for entry in folder.iterdir() if entry.stat().st_mtime + age_s < now]
+
+
+def _expired_outputs(outputs: Path, ttl_s: float, stale_s: float, now: float) -> list[Path]:
+    """Finished files past the TTL, and hidden partial files a dead process left behind.
+
+    A finished file's mtime is when its task ended (the encoder's last write, kept by the rename), which is
+    when its TTL starts; a folder's own mtime is not, since a running task creates it at start.
+    """
+    found = []
+    for path in outputs.glob("*/*"):
+        age = stale_s if path.name.startswith(".") else ttl_s
+        if path.is_file() and path.stat().st_mtime + age < now:
+            found.append(path)
+    return found

@@ -23,8 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from infinitetalk.config import Settings
 from infinitetalk.errors import EngineError, InfiniteTalkError
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.storage import LocalStorage
-from infinitetalk.tasks import billing, callbacks, outbox, safety
+from infinitetalk.storage import Storage, StorageUnavailable
+from infinitetalk.tasks import billing, callbacks, outbox, safety, staging
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import Task, TaskStatus, utcnow
@@ -51,7 +51,7 @@ def failure_code(error: InfiniteTalkError) -> str:
 class TaskLifecycle:
     """Implements the runner's JobEvents, plus the caller's cancel and start-up recovery."""
 
-    def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, settings: Settings,
+    def __init__(self, *, sessions: SessionFactory, storage: Storage, settings: Settings,
                  metrics: Metrics, wake_sender: Callable[[], None],
                  on_change: Callable[[str], None] = lambda _task_id: None, worker_id: str | None = None) -> None:
         self.sessions, self.storage, self.settings = sessions, storage, settings
@@ -81,7 +81,16 @@ class TaskLifecycle:
         self._on_change(task_id)
         self.metrics.started(queue_delay)
         log.info("task %s running (attempt %d, queued %.3f s)", task_id, attempt, queue_delay)
-        return Job(task_id=task_id, request=request, output_path=self.storage.output_path(task_id))
+        try:
+            inputs = self.storage.open_inputs(task_id)  # fetched to this machine when storage is shared (S3)
+        except (StorageUnavailable, FileNotFoundError) as exc:
+            log.error("task %s: its inputs could not be read from storage: %s", task_id, exc)
+            self.failed(task_id, StorageUnavailable(
+                "the task's input files could not be read from the server's storage; you are not charged for it. "
+                "Try again in a few minutes"))
+            return None
+        return Job(task_id=task_id, request=staging.resolved_inputs(request, inputs),
+                   output_path=self.storage.output_path(task_id))
 
     def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:
         try:
@@ -103,6 +112,12 @@ class TaskLifecycle:
         verdict = self.safety.check(result.path)  # NoChecker by default: nsfw None, "not checked"
         if verdict.flagged:
             self.failed(task_id, safety.SensitiveContent(verdict.reason or "the output was flagged as unsafe"))
+            return
+        try:
+            self.storage.store_output(task_id, result.path)  # to the shared bucket (S3); in place on one machine
+        except StorageUnavailable:
+            self.failed(task_id, StorageUnavailable("the video was made but could not be stored; you are not "
+                                                    "charged for it. Try again in a few minutes"))
             return
         meta = {"duration_s": round(result.duration_s, 3), "width": result.width, "height": result.height,
                 "fps": result.fps, "nsfw": verdict.nsfw}

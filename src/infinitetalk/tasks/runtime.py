@@ -16,7 +16,7 @@ import dramatiq
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
-from infinitetalk.storage import LocalStorage
+from infinitetalk.storage import open_storage
 from infinitetalk.storage.retention import Sweeper, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, open_database
 from infinitetalk.tasks.fleet import WorkerRegistration
@@ -40,7 +40,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         self.settings = settings
         self.db, self.sessions = open_database(settings)
-        self.storage = LocalStorage(settings)
+        self.storage = open_storage(settings)
         self.metrics = Metrics(self.sessions)
         self.outbox = Outbox(self.sessions, settings)
         self.sender = WebhookSender(self.outbox, settings)
@@ -128,7 +128,7 @@ class WorkerRuntime:
             raise ValueError("a worker needs a broker: set INFINITETALK_BROKER_URL (redis://...)")
         self.settings = settings
         self.db, self.sessions = open_database(settings)
-        self.storage = LocalStorage(settings)
+        self.storage = open_storage(settings)
         self.engine = engine or load_engine(settings)
         self.registration = WorkerRegistration(self.sessions, gpu=gpu, engine=self.engine.name)
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,

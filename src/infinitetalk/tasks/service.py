@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import secrets
-import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from infinitetalk.config import Settings
 from infinitetalk.errors import InvalidRequest
 from infinitetalk.media.fetch import check_url
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.storage import LocalStorage
+from infinitetalk.storage import Storage
 from infinitetalk.tasks import billing, limits, staging
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.errors import Conflict, NotFound
@@ -43,7 +42,7 @@ def model_for(request: GenerationRequest) -> str:
 
 
 class TaskService:
-    def __init__(self, *, sessions: SessionFactory, storage: LocalStorage, uploads: Uploads, settings: Settings,
+    def __init__(self, *, sessions: SessionFactory, storage: Storage, uploads: Uploads, settings: Settings,
                  lifecycle: TaskLifecycle, dispatcher: Dispatcher, metrics: Metrics) -> None:
         self.sessions, self.storage, self.uploads, self.settings = sessions, storage, uploads, settings
         self.lifecycle, self.dispatcher, self.metrics = lifecycle, dispatcher, metrics
@@ -77,6 +76,7 @@ class TaskService:
         dest = self.storage.input_dir(task_id)
         try:
             local, durations = staging.stage(request, dest, key_id=key_id, uploads=self.uploads, settings=self.settings)
+            local = staging.relative_inputs(local, dest)  # the worker that runs it may keep them elsewhere
             seconds = billing.total_audio_seconds(durations, request.audio_layout)
             pricing = self.settings if min_billed_seconds is None else self.settings.model_copy(
                 update={"min_billed_seconds": min_billed_seconds})
@@ -91,6 +91,8 @@ class TaskService:
                 price_micros=quote.price_micros, charged=key is not None, refunded=False, progress=0.0,
                 attempts=0, cancel_requested=False,
             )
+            # stored before the row exists: a worker may take the task the moment the row commits
+            self.storage.store_inputs(task_id)
             with self.sessions.begin() as session:
                 if key is not None:
                     billing.reserve(session, key_id=key.id, amount_micros=quote.price_micros, task_id=task_id)
@@ -100,13 +102,13 @@ class TaskService:
                 session.add(task)
         except IntegrityError:
             # two submits with one idempotency key raced; the other one won
-            shutil.rmtree(dest, ignore_errors=True)
+            self.storage.delete_inputs(task_id)
             existing = self._by_idempotency(key_id, idempotency_key, body_hash) if idempotency_key else None
             if existing is None:
                 raise
             return existing, False
         except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
+            self.storage.delete_inputs(task_id)
             raise
         self.metrics.accepted()
         log.info("task %s queued (key %s, %s, %d s billed, $%.4f)", task_id, key_id or "-", model,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.storage import LocalStorage
+from infinitetalk.storage import Storage
 from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
 from infinitetalk.tasks.schemas import TaskCost, TaskError, TaskOutput, TaskProgress, TaskPublic, TaskTimings, TaskUrls
 
@@ -71,7 +71,7 @@ def base_url(task: Task, settings: Settings) -> str:
     return (settings.public_url or task.base_url).rstrip("/")
 
 
-def task_public(task: Task, *, storage: LocalStorage, settings: Settings) -> TaskPublic:
+def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPublic:
     base = base_url(task, settings)
     outputs, expired = [], False
     if task.state is TaskStatus.SUCCEEDED and task.finished_at and task.outputs:

@@ -4,10 +4,12 @@ v2 request status/result routes its SDK polls (``SegmindClient(base_url=".../v1"
 from __future__ import annotations
 
 import base64
+import contextlib
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.compat import common
@@ -99,8 +101,13 @@ async def run_sync(slug: str, request: Request, runtime: RuntimeDep, key: KeyDep
         caller = common.failure_label(task) in ("BadRequest", "NoFaceDetected", "SensitiveContent", "PromptInvalid")
         return JSONResponse({"error": error_text(task)}, status_code=400 if caller else 500)
     name = next(iter(task.outputs or {"video.mp4": {}}))
-    path = runtime.storage.output_path(task.id, name)
+    output = contextlib.ExitStack()  # with S3 storage, a local copy that goes once the answer is sent
+    path = await run_in_threadpool(output.enter_context, runtime.storage.local_output(task.id, name))
     if body.base64:
-        encoded = await run_in_threadpool(lambda: base64.b64encode(path.read_bytes()).decode())
+        try:
+            encoded = await run_in_threadpool(lambda: base64.b64encode(path.read_bytes()).decode())
+        finally:
+            await run_in_threadpool(output.close)
         return JSONResponse({"video": encoded, "request_id": task.id})
-    return FileResponse(path, media_type="video/mp4", filename=name, headers={"X-Request-Id": task.id})
+    return FileResponse(path, media_type="video/mp4", filename=name, headers={"X-Request-Id": task.id},
+                        background=BackgroundTask(output.close))

@@ -1,0 +1,127 @@
+"""The one interface every storage keeps, and what the implementations share.
+
+A task's files move through storage in three ways, and the interface is shaped by them, not by any one backend:
+
+- inputs: the API process stages them into a local folder (``input_dir``), then ``store_inputs`` keeps them under
+  the task; the worker that runs it asks ``open_inputs`` for a local folder holding them (the same folder on one
+  machine, a fresh download on another). Requests name their inputs relative to that folder.
+- outputs: a worker renders into a local file (``output_path``), then ``store_output`` makes it the task's output.
+  Callers get our own signed, expiring URL (``signed_url``); ``open_signed`` checks it and answers with a local
+  file to send or a URL (presigned, no longer-lived than ours) to redirect to.
+- uploads: written once (``new_upload``: the bytes go to a local file, then ``commit``), read by whichever API
+  process stages the task that uses them (``copy_upload``).
+
+The retention sweep (``delete_expired``) deletes outputs and uploads past their TTL, and a dead process's local
+leftovers. Names that reach a path or a key are ours (task and upload ids, ``video.mp4``) and are checked again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from infinitetalk.errors import InfiniteTalkError
+
+#: A name we made: letters, digits, '_', '-' and inner dots; never '.', '..' or a hidden file.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
+
+#: What a valid signed output URL leads to: a local file to send, or a URL to redirect the caller to.
+Download = Path | str
+
+
+class StorageUnavailable(InfiniteTalkError):
+    """The file storage (an S3 bucket) did not answer or refused us. Ours and passing: a 503 with Retry-After.
+
+    The message is for the caller and names no bucket, key or endpoint; the details go to the log.
+    """
+
+    code = "storage_unavailable"
+    http_status = 503
+    retry_after = 30
+
+    def __init__(self, message: str = "the server's file storage is not answering; nothing was changed, try again "
+                 "in a minute") -> None:
+        super().__init__(message)
+
+
+class PendingFile(Protocol):
+    """A file being written: bytes go to ``file``; ``commit`` makes it whole in storage at once, ``discard``
+    leaves nothing. Exactly one of them is called."""
+
+    file: BinaryIO
+
+    def commit(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+class Storage(Protocol):
+    #: The local folder this process writes in: staged inputs, renders and their partial files.
+    root: Path
+
+    # --- a task's inputs ---
+    def input_dir(self, task_id: str) -> Path:
+        """The local folder the API stages a task's inputs into."""
+        ...
+
+    def store_inputs(self, task_id: str) -> None:
+        """Keep what was staged in ``input_dir`` for the worker that will run the task (before the task row
+        exists: a worker may take it the moment it commits)."""
+        ...
+
+    def open_inputs(self, task_id: str) -> Path:
+        """A local folder holding the task's stored inputs. FileNotFoundError when they are gone."""
+        ...
+
+    def delete_inputs(self, task_id: str) -> None:
+        """Forget the task's inputs, stored and local. Never raises: what it cannot delete is logged."""
+        ...
+
+    # --- a task's outputs ---
+    def output_path(self, task_id: str, name: str = "video.mp4") -> Path:
+        """The local file a render writes."""
+        ...
+
+    def store_output(self, task_id: str, path: Path) -> None:
+        """Make the rendered ``path`` the task's output of the same name."""
+        ...
+
+    def local_output(self, task_id: str, name: str) -> AbstractContextManager[Path]:
+        """A stored output as a local file, for as long as the block runs. FileNotFoundError when it is gone."""
+        ...
+
+    def signed_url(self, base_url: str, task_id: str, name: str, expires: int) -> str: ...
+
+    def open_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> Download:
+        """What a signed URL leads to, or NotFound (bad signature) / Gone (expired or deleted)."""
+        ...
+
+    # --- uploads ---
+    def new_upload(self, upload_id: str) -> PendingFile: ...
+
+    def copy_upload(self, upload_id: str, target: Path) -> None:
+        """Copy an upload's bytes to the local file ``target``. FileNotFoundError when there are none."""
+        ...
+
+    def delete_upload(self, upload_id: str) -> None: ...
+
+    # --- retention ---
+    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float,
+                       now: float) -> tuple[int, int]:
+        """Delete outputs older than ``output_ttl_s`` and uploads older than ``upload_ttl_s``, and local files
+        a dead process left more than ``stale_s`` ago. Returns (outputs, uploads) deleted."""
+        ...
+
+
+def sign(key: bytes, task_id: str, name: str, expires: int) -> str:
+    """The signature of an output URL: who may fetch which file until when."""
+    return hmac.new(key, f"{task_id}/{name}/{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def signature_matches(key: bytes, task_id: str, name: str, expires: int, sig: str) -> bool:
+    # bytes, not str: compare_digest refuses non-ASCII text with a TypeError
+    return hmac.compare_digest(sign(key, task_id, name, expires).encode(), sig.encode("utf-8", "replace"))

@@ -1,0 +1,72 @@
+"""What every storage does the same way, whatever keeps the bytes: LocalStorage (one machine) and S3Storage
+(SeaweedFS's S3 gateway on loopback), through the interface the task service and the workers use."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.parse
+from pathlib import Path
+
+import httpx
+import pytest
+from services import S3Server
+
+from infinitetalk.config import Settings
+from infinitetalk.storage import Storage, open_storage
+from infinitetalk.tasks.errors import Gone
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Storage:
+    if request.param == "local":
+        return open_storage(Settings(data_dir=tmp_path))
+    s3: S3Server = request.getfixturevalue("s3_endpoint")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3.region)
+    return open_storage(Settings(data_dir=tmp_path, storage_url=f"s3://{s3.bucket}/contract/{secrets.token_hex(6)}",
+                                 s3_endpoint_url=s3.endpoint_url))
+
+
+def test_a_task_round_trip(storage: Storage) -> None:
+    staged = storage.input_dir("task_c")
+    (staged / "audio").mkdir(parents=True)
+    (staged / "audio" / "audio-1.wav").write_bytes(b"speech")
+    storage.store_inputs("task_c")
+    assert (storage.open_inputs("task_c") / "audio" / "audio-1.wav").read_bytes() == b"speech"
+
+    rendered = storage.output_path("task_c")
+    rendered.parent.mkdir(parents=True, exist_ok=True)
+    rendered.write_bytes(b"video")
+    storage.store_output("task_c", rendered)
+    storage.delete_inputs("task_c")
+    assert not storage.input_dir("task_c").exists()
+
+    expires = int(time.time()) + 60
+    query = urllib.parse.urlsplit(storage.signed_url("http://h", "task_c", "video.mp4", expires)).query
+    target = storage.open_signed("task_c", "video.mp4", expires=expires, sig=urllib.parse.parse_qs(query)["sig"][0])
+    data = target.read_bytes() if isinstance(target, Path) else httpx.get(target).content
+    assert data == b"video"
+    with storage.local_output("task_c", "video.mp4") as path:
+        assert path.read_bytes() == b"video"
+
+    assert storage.delete_expired(output_ttl_s=60, upload_ttl_s=60, stale_s=60, now=time.time() + 3600) == (1, 0)
+    with pytest.raises(Gone):
+        storage.open_signed("task_c", "video.mp4", expires=expires, sig=urllib.parse.parse_qs(query)["sig"][0])
+
+
+def test_an_upload_is_whole_or_nothing(storage: Storage, tmp_path: Path) -> None:
+    pending = storage.new_upload("upl_contract1")
+    pending.file.write(b"bytes")
+    pending.commit()
+    storage.copy_upload("upl_contract1", tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == b"bytes"
+    dropped = storage.new_upload("upl_contract2")
+    dropped.file.write(b"half")
+    dropped.discard()
+    with pytest.raises(FileNotFoundError):
+        storage.copy_upload("upl_contract2", tmp_path / "copy2")
+    storage.delete_upload("upl_contract1")
+    with pytest.raises(FileNotFoundError):
+        storage.copy_upload("upl_contract1", tmp_path / "copy")
