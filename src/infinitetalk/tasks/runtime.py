@@ -16,7 +16,7 @@ import dramatiq
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
-from infinitetalk.storage import open_storage
+from infinitetalk.storage import LocalStorage
 from infinitetalk.storage.retention import Sweeper, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, open_database
 from infinitetalk.tasks.fleet import WorkerRegistration
@@ -40,22 +40,23 @@ class Runtime:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         self.settings = settings
         self.db, self.sessions = open_database(settings)
-        self.storage = open_storage(settings)
-        self.metrics = Metrics(self.sessions)
+        self.storage = LocalStorage(settings)
+        self.fleet = bool(settings.broker_url)
+        # a fleet: no engine, no weights here; worker processes elsewhere take tasks from this queue
+        self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s) if self.fleet else None
+        self.metrics = Metrics(self.sessions, broker_depth=self.queue.depth if self.queue else None)
         self.outbox = Outbox(self.sessions, settings)
         self.sender = WebhookSender(self.outbox, settings)
         self.watch = TaskWatch(self.sessions, settings)  # what SSE and `Prefer: wait` clients wait on
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
                                        metrics=self.metrics, wake_sender=self.sender.wake,
                                        on_change=self.watch.changed)
-        self.fleet = bool(settings.broker_url)
         self.dispatcher: InProcessDispatcher | DramatiqDispatcher
-        if self.fleet:  # stateless API: no engine, no weights; workers elsewhere render
-            self.engine: Engine | None = None
-            self.queue: TaskQueue | None = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s)
+        self.engine: Engine | None = None
+        if self.queue is not None:
             self.dispatcher = DramatiqDispatcher(self.queue)
         else:
-            self.engine, self.queue = engine or load_engine(settings), None
+            self.engine = engine or load_engine(settings)
             runner = TaskRunner(engine=self.engine, settings=settings, events=self.lifecycle)
             self.dispatcher = InProcessDispatcher(runner.run, workers=settings.workers, token=runner.new_token)
         self.engine_name = self.engine.name if self.engine else "workers"
@@ -128,7 +129,7 @@ class WorkerRuntime:
             raise ValueError("a worker needs a broker: set INFINITETALK_BROKER_URL (redis://...)")
         self.settings = settings
         self.db, self.sessions = open_database(settings)
-        self.storage = open_storage(settings)
+        self.storage = LocalStorage(settings)
         self.engine = engine or load_engine(settings)
         self.registration = WorkerRegistration(self.sessions, gpu=gpu, engine=self.engine.name)
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
