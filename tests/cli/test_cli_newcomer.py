@@ -156,7 +156,8 @@ def test_install_script_announces_each_step_before_it_runs(tmp_path: Path) -> No
     venv.mkdir(parents=True)
     stubs.mkdir()
     for stub, body in ((stubs / "python3", 'echo "RAN python3 $*" >&2'), (venv / "python", 'echo "RAN python $*" >&2'),
-                       (stubs / "apt-get", 'echo "RAN apt-get $*" >&2'), (venv / "infinitetalk", "echo infinitetalk 0.0.0")):
+                       (stubs / "apt-get", 'echo "RAN apt-get $*" >&2'),
+                       (venv / "infinitetalk", "echo infinitetalk 0.0.0")):
         stub.write_text(f"#!/bin/sh\n{body}\n")
         stub.chmod(0o755)
     result = subprocess.run(["bash", str(repo / "scripts" / "install.sh")], capture_output=True, text=True, timeout=60,

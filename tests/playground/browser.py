@@ -19,7 +19,9 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 #: and without the background-networking flags Chromium keeps opening connections that fail.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1700", "--autoplay-policy=no-user-gesture-required"]
+         "--disable-dev-shm-usage", "--window-size=1400,1700", "--autoplay-policy=no-user-gesture-required",
+         # a microphone that plays a test tone, allowed without a prompt: recording speech in the page
+         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 @contextmanager

@@ -26,7 +26,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path, grace_hopper_path: Path) -> Iterator[FileServer]:
+def files(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path,
+          grace_hopper_path: Path) -> Iterator[FileServer]:
     root = tmp_path_factory.mktemp("newcomer-files")
     (root / "short.wav").write_bytes(short_speech_wav.read_bytes())
     (root / "grace.jpg").write_bytes(grace_hopper_path.read_bytes())

@@ -126,6 +126,72 @@ def test_make_watch_play_cancel_and_run_the_snippet(playground_server: tuple[Ser
     assert page_errors(driver) == []
 
 
+def test_speech_recorded_in_the_browser_is_priced(playground_server: tuple[Server, dict], browser,  # noqa: ANN001
+                                                  grace_hopper_path: Path) -> None:
+    """Chromium's stand-in microphone (a tone): recorded, uploaded in the browser's own format, decoded and priced."""
+    server, key = playground_server
+    driver = browser
+    driver.get(f"{server.url}/")
+    driver.execute_script("localStorage.setItem('infinitetalk.apiKey', arguments[0])", key["key"])
+    driver.refresh()
+    wait_until(lambda: text(driver, "#key-status") == "key accepted", timeout=20, what="the key accepted")
+    driver.find_element(By.ID, "source-file").send_keys(str(grace_hopper_path))
+    record = driver.find_element(By.CSS_SELECTOR, "#speaker-0 .record")
+    record.click()
+    wait_until(lambda: record.text == "Stop", timeout=10, what="the recording to start")
+    driver.execute_async_script("setTimeout(arguments[arguments.length - 1], 1500)")  # speak for 1.5 s
+    record.click()
+    wait_until(lambda: text(driver, "#price").startswith("$"), timeout=30,
+               what=f"the recording's price (form error: {text(driver, '#form-error')!r})")
+    assert driver.find_element(By.CSS_SELECTOR, "#speaker-0 .audio-preview").get_attribute("src").startswith("blob:")
+    assert float(driver.find_element(By.ID, "price").get_attribute("data-price")) == pytest.approx(5 * 0.03)
+    assert 1.0 <= float(text(driver, "#price").split(" for ")[1].split(" s")[0]) <= 3.0
+    assert page_errors(driver) == []
+
+
+def test_two_speakers_in_turn_with_a_box_each(playground_server: tuple[Server, dict], browser,  # noqa: ANN001
+                                              grace_hopper_path: Path, speech_wav: Path,
+                                              short_speech_wav: Path) -> None:
+    server, key = playground_server
+    driver = browser
+    driver.get(f"{server.url}/")
+    driver.execute_script("localStorage.setItem('infinitetalk.apiKey', arguments[0])", key["key"])
+    driver.refresh()
+    wait_until(lambda: text(driver, "#key-status") == "key accepted", timeout=20, what="the key accepted")
+    driver.find_element(By.ID, "source-file").send_keys(str(grace_hopper_path))
+    driver.find_element(By.CSS_SELECTOR, "#speaker-0 .audio-file").send_keys(str(speech_wav))
+    driver.find_element(By.ID, "two-speakers").click()
+    driver.find_element(By.CSS_SELECTOR, "#speaker-1 .audio-file").send_keys(str(short_speech_wav))
+    driver.find_element(By.CSS_SELECTOR, "#layout option[value='add']").click()
+    canvas = driver.find_element(By.ID, "picture")
+    wait_until(lambda: canvas.size["width"] > 100, timeout=10, what="the picture")
+    ActionChains(driver).move_to_element_with_offset(canvas, -60, -80).click().perform()  # speaker 1: a click
+    driver.find_element(By.CSS_SELECTOR, "#face-speaker option[value='1']").click()
+    ActionChains(driver).move_to_element_with_offset(canvas, 20, -40).click_and_hold() \
+        .move_by_offset(90, 120).release().perform()  # speaker 2: a drag
+    wait_until(lambda: text(driver, "#code-curl").count('"x0"') == 2, timeout=10, what="two boxes in the request")
+    body = json.loads(text(driver, "#code-curl").split("-d '")[1].rstrip("'"))
+    assert len(body["audio"]) == 2 and body["audio_layout"] == "add" and len(body["bbox"]) == 2
+    first, second = body["bbox"]
+    assert first["x0"] < second["x0"]  # the click's box, then the dragged one (90 x 120 screen pixels)
+    assert second["x1"] - second["x0"] > 80 and second["y1"] - second["y0"] > 110
+
+    # in turn: the price is for both tracks one after the other, as the API prices it
+    quote = httpx.post(f"{server.url}/v1/estimate", headers={"X-API-Key": key["key"]},
+                       json={"audio": body["audio"], "audio_layout": "add"}).json()
+    wait_until(lambda: driver.find_element(By.ID, "price").get_attribute("data-price") == str(quote["price"]),
+               timeout=30, what=f"the price {quote['price']} (shown: {text(driver, '#price')!r})")
+    assert f"for {quote['audio_seconds']:.1f} s" in text(driver, "#price")
+
+    # WaveSpeed's multi route takes two speakers; RunPod's API cannot, and its snippet says so
+    driver.find_element(By.CSS_SELECTOR, "#code-target option[value='wavespeed']").click()
+    assert "/api/v3/wavespeed-ai/infinitetalk/multi" in text(driver, "#code-curl")
+    assert '"order":"left_right"' in text(driver, "#code-curl")
+    driver.find_element(By.CSS_SELECTOR, "#code-target option[value='runpod']").click()
+    assert "cannot send: a second speaker" in text(driver, "#code-note")
+    assert page_errors(driver) == []
+
+
 def test_docs_render_with_no_network(playground_server: tuple[Server, dict], browser) -> None:  # noqa: ANN001
     server, _ = playground_server
     driver = browser

@@ -82,8 +82,8 @@ export class Picture {
     } else {
       box = [Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)];
     }
-    const [bx0, by0, bx1, by1] = [Math.max(0, box[0]), Math.max(0, box[1]), Math.min(this.width, box[2]), Math.min(this.height, box[3])]
-      .map(Math.round);
+    const [bx0, by0, bx1, by1] = [Math.max(0, box[0]), Math.max(0, box[1]),
+      Math.min(this.width, box[2]), Math.min(this.height, box[3])].map(Math.round);
     if (bx1 - bx0 < 4 || by1 - by0 < 4) return;
     this.boxes[this.speaker()] = { x0: bx0, y0: by0, x1: bx1, y1: by1 };
     this.draw();

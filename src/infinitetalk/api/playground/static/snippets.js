@@ -52,83 +52,80 @@ function python({ url, method = "POST", header, body, extraHeaders = [], after }
 export function snippets(r, base, keyed) {
   const one = r.audio.length === 1;
   const source = r.video ? "video" : "image";
-  const pick = (obj) => Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null && v !== ""));
-  const lost = (what) => what.filter(Boolean);
-  const onlyResolutions = (allowed) => (allowed.includes(r.resolution) ? null : `resolution ${r.resolution} (this API takes ${allowed.join(" or ")}; 480p is sent)`);
-  const res2 = allowed => (allowed.includes(r.resolution) ? r.resolution : "480p");
-  const targets = [];
+  const seed = r.seed >= 0 ? r.seed : undefined; // providers without "-1 = random" get no seed
+  const mask = r.mask ? r.mask[0] : undefined;
+  // what the providers whose resolutions are 480p and 720p only are sent, and what they are told of it
+  const size = ["480p", "720p"].includes(r.resolution) ? r.resolution : "480p";
+  const sizeLost = size !== r.resolution && `resolution ${r.resolution} (this API takes 480p or 720p; 480p is sent)`;
+  const fpsLost = r.fps !== 25 && "fps";
+  const boxesLost = r.bbox && "face boxes";
+  const secondLost = !one && "a second speaker";
+  const set = (obj) => Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null && v !== ""));
 
-  targets.push({
+  const targets = [{
     id: "native", label: "infinitetalk (native)",
     note: "Prefer: wait=300 answers when the video is done; leave it out to get the task at once and poll its urls.get.",
     request: { url: `${base}/v1/tasks`, header: "Authorization", body: r, extraHeaders: [["Prefer", "wait=300"]] },
-  });
-
-  targets.push({
+  }, {
     id: "apixo", label: "APIXO",
-    missing: lost([!one && "a second speaker", r.video && "a source video", r.bbox && "face boxes",
-      onlyResolutions(["480p", "720p"]), r.fps !== 25 && "fps"]),
+    missing: [secondLost, r.video && "a source video", boxesLost, sizeLost, fpsLost],
     request: {
       url: `${base}/generateTask/infinitetalk`, header: "Authorization",
-      body: { request_type: "async", input: pick({ mode: "image-to-video", image_urls: [r.image || r.video, ...(r.mask ? [r.mask[0]] : [])],
-        audio_urls: [r.audio[0]], prompt: r.prompt, seed: r.seed >= 0 ? r.seed : undefined, resolution: res2(["480p", "720p"]) }) },
+      body: { request_type: "async", input: set({
+        mode: "image-to-video", image_urls: [r.image || r.video, ...(mask ? [mask] : [])], audio_urls: [r.audio[0]],
+        prompt: r.prompt, seed, resolution: size }) },
       after: `then: GET ${base}/statusTask/infinitetalk?taskId=<data.taskId>`,
     },
-  });
-
-  targets.push({
+  }, {
     id: "segmind", label: "Segmind",
-    missing: lost([!one && "a second speaker", r.bbox && "face boxes", r.mask && "masks"]),
+    missing: [secondLost, boxesLost, r.mask && "masks"],
     request: {
       url: `${base}/v2/infinite-talk`, header: "x-api-key",
-      body: pick({ image: r.image || r.video, audio: r.audio[0], prompt: r.prompt, seed: r.seed >= 0 ? r.seed : undefined,
-        resolution: r.resolution, fps: r.fps }),
+      body: set({ image: r.image || r.video, audio: r.audio[0], prompt: r.prompt, seed, resolution: r.resolution,
+        fps: r.fps }),
       after: "then: GET the status_url, and the response_url once COMPLETED",
     },
-  });
-
-  const wsPath = !one ? "infinitetalk/multi" : r.video ? "infinitetalk/video-to-video" : "infinitetalk";
-  const wsBody = !one
-    ? { image: r.image, left_audio: r.audio[0], right_audio: r.audio[1], order: r.audio_layout === "add" ? "left_right" : "meanwhile" }
-    : { [source]: r[source], audio: r.audio[0], mask_image: r.mask ? r.mask[0] : undefined };
-  targets.push({
+  }, {
     id: "wavespeed", label: "WaveSpeed",
-    missing: lost([!one && r.video && "a source video with two speakers", r.bbox && "face boxes",
-      !one && r.mask && "masks for two speakers", onlyResolutions(["480p", "720p"]), r.fps !== 25 && "fps"]),
+    missing: [!one && r.video && "a source video with two speakers", boxesLost, !one && r.mask && "masks for two speakers",
+      sizeLost, fpsLost],
     request: {
-      url: `${base}/api/v3/wavespeed-ai/${wsPath}`, header: "Authorization",
-      body: pick({ ...wsBody, prompt: r.prompt, seed: r.seed, resolution: res2(["480p", "720p"]) }),
+      url: `${base}/api/v3/wavespeed-ai/${!one ? "infinitetalk/multi" : r.video ? "infinitetalk/video-to-video" : "infinitetalk"}`,
+      header: "Authorization",
+      body: set({
+        ...(one ? { [source]: r[source], audio: r.audio[0], mask_image: mask }
+          : { image: r.image, left_audio: r.audio[0], right_audio: r.audio[1],
+            order: r.audio_layout === "add" ? "left_right" : "meanwhile" }),
+        prompt: r.prompt, seed: r.seed, resolution: size }),
       after: `then: GET ${base}/api/v3/predictions/<data.id>/result`,
     },
-  });
-
-  targets.push({
+  }, {
     id: "runpod", label: "RunPod",
-    missing: lost([!one && "a second speaker", r.video && "a source video", r.bbox && "face boxes", r.mask && "masks",
-      r.seed >= 0 && "seed", onlyResolutions(["480p", "720p"]), r.fps !== 25 && "fps"]),
+    missing: [secondLost, r.video && "a source video", boxesLost, r.mask && "masks", seed !== undefined && "seed",
+      sizeLost, fpsLost],
     request: {
       url: `${base}/v2/infinitetalk/run`, header: "Authorization",
-      body: { input: { prompt: r.prompt || "a person talking", image: r.image || r.video, audio: r.audio[0], size: res2(["480p", "720p"]) } },
+      body: { input: { prompt: r.prompt || "a person talking", image: r.image || r.video, audio: r.audio[0], size } },
       after: `then: GET ${base}/v2/infinitetalk/status/<id>`,
     },
-  });
-
-  targets.push({
+  }, {
     id: "eachlabs", label: "EachLabs",
-    missing: lost([!one && "a second speaker", r.bbox && "face boxes", onlyResolutions(["480p", "720p"]), r.fps !== 25 && "fps"]),
+    missing: [secondLost, boxesLost, sizeLost, fpsLost],
     request: {
       url: `${base}/v1/prediction/`, header: "X-API-Key",
       body: { model: r.video ? "infinitalk-video-to-video" : "infinitalk-image-to-video",
-        input: pick({ [source]: r[source], audio: r.audio[0], prompt: r.prompt, seed: r.seed >= 0 ? r.seed : undefined,
-          resolution: res2(["480p", "720p"]), mask_image: r.mask ? r.mask[0] : undefined }) },
+        input: set({ [source]: r[source], audio: r.audio[0], prompt: r.prompt, seed, resolution: size, mask_image: mask }) },
       after: `then: GET ${base}/v1/prediction/<predictionID>`,
     },
-  });
+  }];
 
-  return targets.map(({ id, label, note, missing, request }) => ({
-    id, label,
-    note: missing && missing.length ? `This API cannot send: ${missing.join(", ")}. Use the native API for those.` : (note || ""),
-    curl: (keyed ? `# export ${KEY_VAR}=<your key>\n` : "") + curl(request, keyed),
-    python: python(request, keyed),
-  }));
+  return targets.map(({ id, label, note, missing = [], request }) => {
+    const lost = missing.filter(Boolean);
+    return {
+      id, label,
+      note: lost.length ? `This API cannot send: ${lost.join(", ")}. Use the native API for those.` : (note || ""),
+      curl: (keyed ? `# export ${KEY_VAR}=<your key>\n` : "") + curl(request, keyed),
+      python: python(request, keyed),
+    };
+  });
 }
