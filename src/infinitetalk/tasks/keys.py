@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from infinitetalk.errors import InvalidRequest
 from infinitetalk.tasks import billing
 from infinitetalk.tasks.errors import NotFound, Unauthorized
 from infinitetalk.tasks.models import MICROS, ApiKey, utcnow
@@ -41,6 +42,10 @@ def create_key(
     max_concurrent: int | None = None,
     allowed_models: list[str] | None = None,
 ) -> CreatedKey:
+    longest = ApiKey.__table__.c.name.type.length
+    if len(name) > longest:
+        # PostgreSQL refuses a longer value at the INSERT (SQLite would keep it): say so up front, on both
+        raise InvalidRequest(f"name: at most {longest} characters", field="name")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKey(
         id="key_" + secrets.token_hex(8),

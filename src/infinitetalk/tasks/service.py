@@ -56,6 +56,10 @@ class TaskService:
         their webhook body format (``tasks.callbacks``) and billing minimum as data."""
         key_id = key.id if key else None
         body_hash = body_hash or request_hash(payload)
+        longest = Task.__table__.c.idempotency_key.type.length
+        if idempotency_key and len(idempotency_key) > longest:
+            # PostgreSQL refuses a longer value at the INSERT (SQLite would keep it): say so up front, on both
+            raise InvalidRequest(f"Idempotency-Key: at most {longest} characters", field="Idempotency-Key")
         if idempotency_key:
             existing = self._by_idempotency(key_id, idempotency_key, body_hash)
             if existing:

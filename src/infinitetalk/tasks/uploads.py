@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import BigInteger, cast, delete, func, select, update
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import InputTooLarge, InvalidRequest
@@ -35,6 +35,11 @@ def clean_filename(name: str | None) -> str:
     """The caller's file name for display: its last part, plain characters, no leading dots, <= 100 chars."""
     base = re.split(r"[\\/]", name or "")[-1]
     return _UNSAFE.sub("_", base).lstrip(".")[-100:] or "file"
+
+
+def _bytes_held():  # noqa: ANN202 - a SQL expression
+    """The sum of upload sizes as an integer: PostgreSQL's SUM of a bigint is a numeric (a Decimal here)."""
+    return cast(func.coalesce(func.sum(Upload.size), 0), BigInteger)
 
 
 class Uploads:
@@ -56,7 +61,7 @@ class Uploads:
     def _check_quota(self, session, key_id: str | None, now: datetime, *, extra_bytes: int) -> None:  # noqa: ANN001
         owner = Upload.api_key_id.is_(None) if key_id is None else Upload.api_key_id == key_id
         count, used, oldest = session.execute(
-            select(func.count(), func.coalesce(func.sum(Upload.size), 0), func.min(Upload.expires_at))
+            select(func.count(), _bytes_held(), func.min(Upload.expires_at))
             .where(owner, Upload.expires_at > now)
         ).one()
         max_count, max_bytes = self.settings.max_uploads_per_key, self.settings.max_upload_bytes_per_key
@@ -73,7 +78,7 @@ class Uploads:
         now = utcnow()
         owner = Upload.api_key_id.is_(None) if upload.api_key_id is None else Upload.api_key_id == upload.api_key_id
         with self.sessions() as session:
-            used = session.scalar(select(func.coalesce(func.sum(Upload.size), 0))
+            used = session.scalar(select(_bytes_held())
                                   .where(owner, Upload.expires_at > now, Upload.id != upload.id))
         return self.settings.max_upload_bytes_per_key - used
 
