@@ -16,7 +16,7 @@ import dramatiq
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
-from infinitetalk.storage import LocalStorage
+from infinitetalk.storage import open_storage
 from infinitetalk.storage.retention import Sweeper, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, open_database
 from infinitetalk.tasks.fleet import WorkerRegistration
@@ -40,7 +40,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         self.settings = settings
         self.db, self.sessions = open_database(settings)
-        self.storage = LocalStorage(settings)
+        self.storage = open_storage(settings)
         self.fleet = bool(settings.broker_url)
         # a fleet: no engine, no weights here; worker processes elsewhere take tasks from this queue
         self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s) if self.fleet else None
@@ -129,7 +129,7 @@ class WorkerRuntime:
             raise ValueError("a worker needs a broker: set INFINITETALK_BROKER_URL (redis://...)")
         self.settings = settings
         self.db, self.sessions = open_database(settings)
-        self.storage = LocalStorage(settings)
+        self.storage = open_storage(settings)
         self.engine = engine or load_engine(settings)
         self.registration = WorkerRegistration(self.sessions, gpu=gpu, engine=self.engine.name)
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
@@ -158,7 +158,9 @@ class WorkerRuntime:
     def serve(self) -> None:
         """Take tasks until SIGTERM or SIGINT; then stop the current task at its next step, queue it again
         for another worker, and exit."""
-        worker = dramatiq.Worker(self.queue.broker, queues={QUEUE}, worker_threads=1)
+        # worker_timeout caps the consumer's back-off while the queue is empty: 1 s by default, which a task
+        # submitted to an idle fleet would wait on top of everything else
+        worker = dramatiq.Worker(self.queue.broker, queues={QUEUE}, worker_threads=1, worker_timeout=100)
         worker.queue_prefetch = 1  # hold no task while another one runs here: a free GPU elsewhere takes it
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self._stopping.set())
