@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from infinitetalk import __version__
 from infinitetalk.api import compat
 from infinitetalk.api.body_limit import BodyLimit
+from infinitetalk.api.compat import openapi as compat_openapi
 from infinitetalk.api.docs import install_docs
 from infinitetalk.api.errors import install_error_handlers
 from infinitetalk.api.playground import install_playground
@@ -43,10 +44,27 @@ def _install_openapi(app: FastAPI) -> None:
             for name, definition in model_schema.pop("$defs", {}).items():
                 components.setdefault(name, definition)
             components[model.__name__] = model_schema
+        components.update(compat_openapi.components())
+        compat_openapi.expand_paths(schema)
+        _drop_fastapi_422(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drop_fastapi_422(schema: dict) -> None:
+    """FastAPI documents a 422 for every route with parameters; ours answer a bad parameter with 400 (natively
+    and in each provider's shape), so that 422 would be a promise nobody keeps."""
+    fastapi_422 = "#/components/schemas/HTTPValidationError"
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            answer = operation.get("responses", {}).get("422", {}) if isinstance(operation, dict) else {}
+            if answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref") == fastapi_422:
+                del operation["responses"]["422"]
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:

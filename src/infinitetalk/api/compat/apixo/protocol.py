@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from infinitetalk.api.compat import common
 from infinitetalk.errors import InvalidRequest
@@ -94,3 +94,76 @@ def task_data(task: Task, public: TaskPublic, model: str = "infinitetalk") -> di
     if task.finished_at:
         data["completeTime"] = common.epoch_ms(task.finished_at)
     return data
+
+
+# --- The OpenAPI schema: the request and answers as APIXO documents them (the models above stay lenient and
+# answer with APIXO's own messages; these only describe). ---
+
+class InputDoc(BaseModel):
+    mode: Literal["image-to-video"] = Field(description="InfiniteTalk's one mode.")
+    image_urls: list[str] = Field(min_length=1, max_length=2, description="The source portrait's URL first, then "
+                                  "an optional mask image's URL.")
+    audio_urls: list[str] = Field(min_length=1, max_length=1, description="Exactly 1 public HTTP(S) MP3, WAV or M4A "
+                                  "URL; up to 128 MB and 600 seconds.")
+    prompt: str | None = Field(None, min_length=1, description="Optional, but not blank when present.")
+    seed: int | None = Field(None, ge=-1, le=2147483647, description="-1 or an integer up to 2147483647.")
+    resolution: Literal["480p", "720p"] = "480p"
+
+
+class GenerateTaskRequest(BaseModel):
+    request_type: Literal["async", "callback"] = Field(
+        "async", description="`async`: poll statusTask; `callback`: the final status is also POSTed to callback_url.")
+    callback_url: str | None = Field(None, description="Required when request_type is callback.")
+    input: InputDoc
+
+
+class TaskIdData(BaseModel):
+    taskId: str
+
+
+class SubmitAnswer(BaseModel):
+    code: int = Field(description="200: the task was accepted.")
+    message: str
+    data: TaskIdData
+
+
+class TaskData(BaseModel):
+    taskId: str
+    model: str
+    state: Literal["pending", "processing", "success", "failed"]
+    resultJson: str | None = Field(None, description='JSON string `{"resultUrls": [...]}`; present when state is '
+                                                     "success.")
+    failCode: str | None = Field(None, description="Present when state is failed: SensitiveContent, PromptInvalid, "
+                                                   "RateLimited, Timeout, MissingParameter, BadRequest, Unknown error.")
+    failMsg: str | None = Field(None, description="Present when state is failed.")
+    createTime: int = Field(description="Unix milliseconds.")
+    completeTime: int | None = Field(None, description="Unix milliseconds; present after completion.")
+    costTime: int | None = Field(None, description="Milliseconds; present after successful completion.")
+
+
+class StatusAnswer(BaseModel):
+    code: int
+    message: str
+    data: TaskData
+
+
+class ErrorAnswer(BaseModel):
+    code: int = Field(description="The HTTP status again.")
+    message: str = Field(description="What was wrong and how to fix it.")
+    data: None = None
+
+
+#: APIXO's "HTTP errors" table (404 and 503 are this server's: unknown task or model; store or disk busy).
+ERRORS: dict[int | str, tuple[str, type[BaseModel] | None]] = {
+    400: ("Invalid request body, unsupported mode, invalid parameter type or value, unreachable URL, or audio probe "
+          "failure", ErrorAnswer),
+    401: ("Missing or invalid API key", ErrorAnswer),
+    402: ("Insufficient balance or quota", ErrorAnswer),
+    403: ("Key or route cannot access the model", ErrorAnswer),
+    404: ("Unknown model or taskId", ErrorAnswer),
+    429: ("Rate limit or concurrency limit reached; see Retry-After", ErrorAnswer),
+    500: ("Server error", None),
+    502: ("Upstream service error (APIXO's; this server has no upstream)", None),
+    503: ("The server's task store or disk is busy; retry after Retry-After", ErrorAnswer),
+    504: ("Upstream timeout (APIXO's; this server has no upstream)", None),
+}

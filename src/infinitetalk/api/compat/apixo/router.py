@@ -7,8 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from infinitetalk.api.compat import common
-from infinitetalk.api.compat.apixo.protocol import MESSAGES, MODELS, NAMES, GenerateTask, envelope, task_data
+from infinitetalk.api.compat import common, openapi
+from infinitetalk.api.compat.apixo.protocol import (
+    ERRORS,
+    MESSAGES,
+    MODELS,
+    NAMES,
+    GenerateTask,
+    GenerateTaskRequest,
+    StatusAnswer,
+    SubmitAnswer,
+    envelope,
+    task_data,
+)
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.tasks import callbacks
@@ -33,7 +44,11 @@ def _model(model: str) -> str:
     return MODELS[model]
 
 
-@router.post("/generateTask/{model}")
+@router.post("/generateTask/{model}", response_model=None,
+             openapi_extra=openapi.merge(openapi.json_body("apixo", GenerateTaskRequest),
+                                         openapi.fixed_path(model=list(MODELS))),
+             responses=openapi.answers("apixo", {200: ("Accepted: `data.taskId` names the task", SubmitAnswer),
+                                                 **ERRORS}))
 async def generate_task(model: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """Submit a task; answers ``{code, message, data: {taskId}}``."""
     mode = _model(model)
@@ -43,7 +58,9 @@ async def generate_task(model: str, request: Request, runtime: RuntimeDep, key: 
     return envelope({"taskId": task.id})
 
 
-@router.get("/statusTask/{model}")
+@router.get("/statusTask/{model}", response_model=None, openapi_extra=openapi.fixed_path(model=list(MODELS)),
+            responses=openapi.answers("apixo", {200: ("The task's state, and its result or failure", StatusAnswer),
+                                                **ERRORS}))
 async def status_task(model: str, runtime: RuntimeDep, key: KeyDep, task_id: Annotated[str, Query(alias="taskId")]
                       ) -> dict:
     """Poll a task: state pending | processing | success | failed, resultJson once it succeeded."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infinitetalk.api.compat import common
@@ -104,3 +104,75 @@ def webhook(task: Task, public: TaskPublic) -> dict:
     succeeded = task.state is TaskStatus.SUCCEEDED
     return {"exec_id": task.id, "status": "succeeded" if succeeded else "failed",
             "output": common.video_url(public) or "", "error": "" if succeeded else _failure(task)[0]}
+
+
+# --- The OpenAPI schema: the request and answers as EachLabs documents them (the models above stay lenient;
+# these only describe). ---
+
+class _InputDoc(BaseModel):
+    audio: str = Field(description="The URL of the audio file.")
+    prompt: str | None = Field(None, description="The positive prompt for the generation.")
+    resolution: Literal["480p", "720p"] = Field("720p", description="Resolution of the video to generate.")
+    mask_image: str | None = Field(None, description="Optional mask image to specify the person to animate.")
+    # EachLabs' table says 1-2147483647 and, beside it, that -1 means a random seed; both are taken
+    seed: int | None = Field(None, ge=-1, le=2147483647, description="The random seed; -1 means a random seed.")
+
+
+class VideoInputDoc(_InputDoc):
+    """``infinitalk-video-to-video``."""
+
+    video: str = Field(description="The video for generating the output.")
+
+
+class ImageInputDoc(_InputDoc):
+    """``infinitalk-image-to-video`` (this server's, named like EachLabs' video-to-video one)."""
+
+    image: str = Field(description="The portrait to animate.")
+
+
+class CreatePredictionRequest(BaseModel):
+    model: Literal["infinitalk-video-to-video", "infinitalk-image-to-video"]
+    version: str | None = None
+    input: VideoInputDoc | ImageInputDoc = Field(description="The model's input (video-to-video: `video`; "
+                                                             "image-to-video: `image`).")
+    webhook_url: str | None = Field(None, description="Gets `{exec_id, status, output, error}` when the job ends.")
+
+
+class Created(BaseModel):
+    status: Literal["success"]
+    message: str
+    predictionID: str
+
+
+class PredictionMetrics(BaseModel):
+    predict_time: float = Field(description="Seconds.")
+
+
+class Prediction(BaseModel):
+    id: str
+    predictionID: str
+    status: Literal["processing", "success", "error"] = Field(description="processing: poll again; success: read "
+                                                                          "output; error: read message / details.")
+    output: str | None = Field(description="URL of the generated video.")
+    metrics: PredictionMetrics
+    message: str | None = Field(None, description="Present when status is error.")
+    details: str | None = Field(None, description="Present when status is error.")
+
+
+class ErrorAnswer(BaseModel):
+    status: Literal["error"]
+    message: str
+    details: str
+
+
+#: EachLabs' "Errors" table (402, 403 and 503 are this server's: balance, a key's models, a busy store or disk).
+ERRORS: dict[int | str, tuple[str, type[BaseModel] | None]] = {
+    400: ("Invalid input", ErrorAnswer),
+    401: ("Missing / invalid X-API-Key", ErrorAnswer),
+    402: ("The key's balance does not cover the price", ErrorAnswer),
+    403: ("The key may not use this model", ErrorAnswer),
+    404: ("Unknown model or prediction id", ErrorAnswer),
+    429: ("Rate limit: 100 creates / min, 10 concurrent per key", ErrorAnswer),
+    503: ("The server's task store or disk is busy; retry after Retry-After", ErrorAnswer),
+    "5XX": ("Retry with backoff", None),
+}

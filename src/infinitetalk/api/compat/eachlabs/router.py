@@ -6,12 +6,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from infinitetalk.api.compat import common
+from infinitetalk.api.compat import common, openapi
 from infinitetalk.api.compat.eachlabs.protocol import (
+    ERRORS,
     MODELS,
     NAMES,
     CreatePrediction,
+    CreatePredictionRequest,
+    Created,
     EachLabsLimits,
+    Prediction,
     error_body,
     prediction,
     webhook,
@@ -34,7 +38,9 @@ router = APIRouter(prefix="/v1/prediction", tags=["compat: EachLabs"],
                    route_class=common.translating_route(render_error))
 
 
-@router.post("/")
+@router.post("/", response_model=None, openapi_extra=openapi.json_body("eachlabs", CreatePredictionRequest),
+             responses=openapi.answers("eachlabs", {200: ("Created: poll GET /v1/prediction/{predictionID}", Created),
+                                                    **ERRORS}))
 @router.post("", include_in_schema=False)
 async def create(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """Create a prediction; answers its ``predictionID``."""
@@ -55,7 +61,8 @@ async def create(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: B
     return {"status": "success", "message": "Prediction created successfully", "predictionID": task.id}
 
 
-@router.get("/{prediction_id}")
+@router.get("/{prediction_id}", response_model=None,
+            responses=openapi.answers("eachlabs", {200: ("The prediction as it is now", Prediction), **ERRORS}))
 async def get_prediction(prediction_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
     """status processing | success | error; output (the video URL); metrics.predict_time in seconds."""
     task = await common.get(runtime, key, prediction_id)

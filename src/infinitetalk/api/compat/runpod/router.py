@@ -8,8 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from infinitetalk.api.compat import common
-from infinitetalk.api.compat.runpod.protocol import ENDPOINTS, NAMES, RUNSYNC_WAIT_S, RunRequest, job
+from infinitetalk.api.compat import common, openapi
+from infinitetalk.api.compat.runpod.protocol import (
+    ENDPOINTS,
+    ERRORS,
+    NAMES,
+    RUNSYNC_WAIT_S,
+    Health,
+    Job,
+    JobStatus,
+    RunRequest,
+    RunRequestDoc,
+    job,
+)
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.tasks import callbacks
@@ -37,7 +48,9 @@ def _endpoint(endpoint_id: str) -> str:
     return ENDPOINTS[endpoint_id]
 
 
-@router.post("/run")
+@router.post("/run", response_model=None,
+             openapi_extra=openapi.merge(openapi.json_body("runpod", RunRequestDoc), openapi.fixed_path(endpoint_id=list(ENDPOINTS))),
+             responses=openapi.answers("runpod", {200: ("Queued: the job's id and status", JobStatus), **ERRORS}))
 async def run(endpoint_id: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """Queue a job; answers ``{id, status: IN_QUEUE}``."""
     mode = _endpoint(endpoint_id)
@@ -46,7 +59,10 @@ async def run(endpoint_id: str, request: Request, runtime: RuntimeDep, key: KeyD
     return {"id": task.id, "status": job(task, common.view(runtime, task))["status"]}
 
 
-@router.post("/runsync")
+@router.post("/runsync", response_model=None,
+             openapi_extra=openapi.merge(openapi.json_body("runpod", RunRequestDoc), openapi.fixed_path(endpoint_id=list(ENDPOINTS))),
+             responses=openapi.answers("runpod", {200: ("The job once it ended (or, after the wait, still running)",
+                                                         Job), **ERRORS}))
 async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep,
                   wait: Annotated[int | None, Query(ge=1000, le=300_000, description="ms to hold the request")] = None
                   ) -> dict:
@@ -58,14 +74,16 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep, key: 
     return job(task, common.view(runtime, task))
 
 
-@router.get("/status/{job_id}")
+@router.get("/status/{job_id}", response_model=None, openapi_extra=openapi.fixed_path(endpoint_id=list(ENDPOINTS)),
+            responses=openapi.answers("runpod", {200: ("The job as it is now", Job), **ERRORS}))
 async def status(endpoint_id: str, job_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
     _endpoint(endpoint_id)
     task = await common.get(runtime, key, job_id)
     return job(task, common.view(runtime, task))
 
 
-@router.post("/cancel/{job_id}")
+@router.post("/cancel/{job_id}", response_model=None, openapi_extra=openapi.fixed_path(endpoint_id=list(ENDPOINTS)),
+             responses=openapi.answers("runpod", {200: ("The job's status after the cancel", JobStatus), **ERRORS}))
 def cancel(endpoint_id: str, job_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
     """Cancel; a job that already ended keeps its status."""
     _endpoint(endpoint_id)
@@ -76,7 +94,9 @@ def cancel(endpoint_id: str, job_id: str, runtime: RuntimeDep, key: KeyDep) -> d
     return {"id": task.id, "status": job(task, common.view(runtime, task))["status"]}
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, openapi_extra=openapi.fixed_path(endpoint_id=list(ENDPOINTS)),
+            responses=openapi.answers("runpod", {200: ("Jobs of this key by state, and this server's workers",
+                                                        Health), **ERRORS}))
 def health(endpoint_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
     """Jobs of this key by state (the first 100 of each) and this server's workers."""
     _endpoint(endpoint_id)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import urllib.parse
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from infinitetalk.api.compat import common
 from infinitetalk.tasks.models import Task, TaskStatus
@@ -66,3 +68,70 @@ def error_text(task: Task) -> str:
     if task.state is TaskStatus.CANCELED:
         return "Canceled: the request was canceled"
     return common.failure_text(task)
+
+
+# --- The OpenAPI schema: the request and answers as Segmind documents them (the model above stays lenient; these
+# only describe). ---
+
+State = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+
+
+class InfiniteTalkRequest(BaseModel):
+    prompt: str = Field(description="Describe the scene, emotion, or action guiding the full-body animation. "
+                                    f"Default: {DEFAULT_PROMPT!r}", examples=[DEFAULT_PROMPT])
+    image: str = Field(json_schema_extra={"format": "uri"},
+                       description="URL of the source image or video to animate (a video URL: video-to-video).")
+    audio: str = Field(json_schema_extra={"format": "uri"}, description="URL of the audio file to synchronize.")
+    base64: bool = Field(False, description="Answer `{video: <base64>}` instead of the MP4 itself (/v1 only).")
+    fps: int = Field(25, ge=16, le=30, description="Frames per second of the output video.")
+    resolution: Literal["480p", "576p", "720p"] = "480p"
+    seed: int = Field(42424242, description="Fix it for reproducible results.")
+
+
+class SubmitAnswer(BaseModel):
+    request_id: str
+    status: State
+    status_url: str
+    response_url: str
+
+
+class StatusAnswer(BaseModel):
+    request_id: str
+    status: State
+    error: str | None = Field(None, description="Present when status is FAILED (then served as HTTP 422).")
+
+
+class Metrics(BaseModel):
+    queue_time_ms: int | None = None
+    inference_time_ms: int | None = None
+    audio_seconds: float
+    billed_seconds: int
+
+
+class ResultAnswer(StatusAnswer):
+    output: str | None = Field(None, description="The video's URL once COMPLETED.")
+    metrics: Metrics
+
+
+class Base64Video(BaseModel):
+    video: str = Field(description="The MP4, base64-encoded.")
+    request_id: str
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+
+
+#: Segmind's "Common Error Codes" (503 is this server's: its task store or disk is busy).
+ERRORS: dict[int | str, tuple[str, type[BaseModel] | None]] = {
+    400: ("Bad Request: invalid parameters or request format", ErrorAnswer),
+    401: ("Unauthorized: missing or invalid API key", ErrorAnswer),
+    403: ("Forbidden: insufficient permissions", ErrorAnswer),
+    404: ("Not Found: model, endpoint or request not found (results expire after 1 hour)", ErrorAnswer),
+    406: ("Insufficient Credits: not enough credits to process request", ErrorAnswer),
+    429: ("Rate Limited: too many requests", ErrorAnswer),
+    500: ("Server Error: internal server error", None),
+    502: ("Bad Gateway: service temporarily unavailable", None),
+    503: ("The server's task store or disk is busy; retry after Retry-After", ErrorAnswer),
+    504: ("Timeout: request timed out", ErrorAnswer),
+}

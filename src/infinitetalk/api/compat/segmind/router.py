@@ -12,12 +12,19 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from infinitetalk.api.compat import common
+from infinitetalk.api.compat import common, openapi
 from infinitetalk.api.compat.segmind.protocol import (
+    ERRORS,
     MODELS,
     NAMES,
     RESULT_RETENTION_S,
+    Base64Video,
+    ErrorAnswer,
     InfiniteTalkInput,
+    InfiniteTalkRequest,
+    ResultAnswer,
+    StatusAnswer,
+    SubmitAnswer,
     error_text,
     result_body,
     status_body,
@@ -68,28 +75,45 @@ def _json(body: dict) -> JSONResponse:
     return JSONResponse(body, status_code=FAILED_HTTP if body["status"] == "FAILED" else 200)
 
 
-@router.post("/v2/{slug}")
+@router.post("/v2/{slug}", response_model=None,
+             openapi_extra=openapi.merge(openapi.json_body("segmind", InfiniteTalkRequest),
+                                         openapi.fixed_path(slug=list(MODELS))),
+             responses=openapi.answers("segmind", {200: ("Queued: poll status_url, then read response_url",
+                                                         SubmitAnswer), **ERRORS}))
 async def submit_v2(slug: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """Queue a request; answers request_id, status_url and response_url."""
     task, _ = await _submit(slug, request, runtime, key, base_url)
     return submitted(task, base_url)
 
 
-@router.get("/v2/requests/{request_id}/status")
+@router.get("/v2/requests/{request_id}/status", response_model=None, responses=openapi.answers("segmind", {
+    200: ("QUEUED, PROCESSING or COMPLETED", StatusAnswer), 422: ("FAILED, with the error", StatusAnswer), **ERRORS}))
 async def request_status(request_id: str, runtime: RuntimeDep, key: KeyDep) -> JSONResponse:
     """QUEUED | PROCESSING | COMPLETED | FAILED (422, with the error)."""
     task = await _kept(runtime, key, request_id)
     return _json(status_body(task))
 
 
-@router.get("/v2/requests/{request_id}")
+@router.get("/v2/requests/{request_id}", response_model=None, responses=openapi.answers("segmind", {
+    200: ("The final response body", ResultAnswer), 422: ("FAILED, with the error", ResultAnswer), **ERRORS}))
 async def request_result(request_id: str, runtime: RuntimeDep, key: KeyDep) -> JSONResponse:
     """The final body: status, output (the video URL) and metrics."""
     task = await _kept(runtime, key, request_id)
     return _json(result_body(task, common.view(runtime, task)))
 
 
-@router.post("/v1/{slug}")
+@router.post("/v1/{slug}", response_model=None,
+             openapi_extra=openapi.merge(openapi.json_body("segmind", InfiniteTalkRequest),
+                                         openapi.fixed_path(slug=list(MODELS))),
+             responses=openapi.answers("segmind", {
+                 200: ("The video: the MP4 itself, or `{video: <base64>}` when `base64` is true", {
+                     "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                     "application/json": {"schema": openapi.ref("segmind", Base64Video)}}),
+                 **ERRORS,
+                 400: ("Bad Request, or the video could not be made from these inputs", ErrorAnswer),
+                 500: ("The video could not be made through a fault of ours", ErrorAnswer),
+                 504: ("Timeout: still running after the server's longest wait; poll /v2/requests/{id}/status",
+                       ErrorAnswer)}))
 async def run_sync(slug: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> Response:
     """Run and answer with the video itself (or ``{"video": <base64>}`` when ``base64`` is true)."""
     task, body = await _submit(slug, request, runtime, key, base_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from infinitetalk.api.compat import common
 from infinitetalk.tasks.models import Task, TaskStatus
@@ -115,3 +115,129 @@ def model_of(task: Task) -> str:
     if request.get("mode") == "video-to-video":
         return "wavespeed-ai/infinitetalk/video-to-video"
     return "wavespeed-ai/infinitetalk/multi" if len(request.get("audio") or []) > 1 else "wavespeed-ai/infinitetalk"
+
+
+# --- The OpenAPI schema: the requests and answers as WaveSpeed documents them (the models above stay lenient;
+# these only describe). ---
+
+class _CommonDoc(BaseModel):
+    prompt: str | None = Field(None, description="The positive prompt for the generation.")
+    resolution: Literal["480p", "720p"] = Field("480p", description="The resolution of the output video.")
+    seed: int = Field(-1, ge=-1, le=2147483647, description="-1 means a random seed will be used.")
+    enable_sync_mode: bool = Field(False, description="Answer once the task has ended instead of at once.")
+
+
+class ImageToVideoRequest(_CommonDoc):
+    audio: str = Field(description="The audio for generating the output.")
+    image: str = Field(description="The image for generating the output.")
+    mask_image: str | None = Field(None, description="Optional mask image to specify the person in the image to "
+                                                     "animate.")
+
+
+class VideoToVideoRequest(_CommonDoc):
+    audio: str = Field(description="The audio for generating the output.")
+    video: str = Field(description="The video whose speaker is re-animated.")
+    mask_image: str | None = Field(None, description="Optional mask image to specify the person to animate.")
+
+
+class MultiRequest(_CommonDoc):
+    image: str = Field(description="A picture of two people.")
+    left_audio: str = Field(description="What the person on the left says.")
+    right_audio: str = Field(description="What the person on the right says.")
+    order: Literal["meanwhile", "left_right", "right_left"] = Field(
+        "meanwhile", description="Together, or one after the other.")
+
+
+#: Model paths -> their documented request (the order of MODELS).
+REQUESTS: dict[str, type[BaseModel]] = {
+    "wavespeed-ai/infinitetalk": ImageToVideoRequest,
+    "wavespeed-ai/infinitetalk/video-to-video": VideoToVideoRequest,
+    "wavespeed-ai/infinitetalk/multi": MultiRequest,
+}
+
+
+class Urls(BaseModel):
+    get: str = Field(description="URL to retrieve the prediction result.")
+
+
+class Timings(BaseModel):
+    inference: int | None = Field(None, description="Inference time in milliseconds.")
+
+
+class Prediction(BaseModel):
+    id: str = Field(description="Unique identifier for the prediction, Task Id.")
+    model: str
+    outputs: list[str] = Field(description="URLs of the generated content (empty when status is not completed).")
+    urls: Urls
+    has_nsfw_contents: list[bool] = Field(description="One flag per output that a safety checker looked at.")
+    status: Literal["created", "processing", "completed", "failed"]
+    created_at: str = Field(description="ISO timestamp, e.g. 2023-04-01T12:34:56.789Z.")
+    error: str = Field(description="Error message (empty if no error occurred).")
+    timings: Timings
+
+
+class PredictionAnswer(BaseModel):
+    code: int = Field(description="HTTP status code (e.g., 200 for success).")
+    message: str = Field(description='Status message (e.g., "success").')
+    data: Prediction
+
+
+class UploadInstruction(BaseModel):
+    method: Literal["PUT"]
+    url: str
+    headers: dict[str, str]
+
+
+class UploadTicket(BaseModel):
+    upload: UploadInstruction
+    download_url: str = Field(description="Use as an input URL once the PUT is done.")
+    expires_at: str
+
+
+class UploadTicketAnswer(BaseModel):
+    code: int
+    message: str
+    data: UploadTicket
+
+
+class UploadedSize(BaseModel):
+    size: int
+
+
+class UploadedAnswer(BaseModel):
+    code: int
+    message: str
+    data: UploadedSize
+
+
+class BinaryUpload(BaseModel):
+    type: Literal["file"]
+    download_url: str
+    filename: str
+    size: int
+
+
+class BinaryUploadAnswer(BaseModel):
+    code: int
+    message: str
+    data: BinaryUpload
+
+
+class ErrorAnswer(BaseModel):
+    code: int = Field(description="The HTTP status again.")
+    message: str = Field(description="What was wrong and how to fix it.")
+    data: None = None
+
+
+#: The errors this server answers in WaveSpeed's envelope (WaveSpeed's page documents only `code`).
+ERRORS: dict[int | str, tuple[str, type[BaseModel] | None]] = {
+    400: ("Invalid request: a missing or bad field, an input that cannot be fetched or read, a file too large",
+          ErrorAnswer),
+    401: ("Missing or invalid API key", ErrorAnswer),
+    402: ("The key's balance does not cover the price", ErrorAnswer),
+    403: ("The key may not use this model", ErrorAnswer),
+    404: ("Unknown model, prediction or upload", ErrorAnswer),
+    429: ("Rate or concurrency limit; see Retry-After", ErrorAnswer),
+    500: ("Server error", None),
+    503: ("The server's task store or disk is busy; retry after Retry-After", ErrorAnswer),
+}

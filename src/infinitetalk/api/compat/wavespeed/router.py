@@ -7,12 +7,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from infinitetalk.api.compat import common
+from infinitetalk.api.compat import common, openapi
 from infinitetalk.api.compat.wavespeed.protocol import (
+    ERRORS,
     MAX_UPLOAD_BYTES,
     MIN_BILLED_SECONDS,
     MODELS,
     NAMES,
+    REQUESTS,
+    BinaryUploadAnswer,
+    PredictionAnswer,
+    UploadedAnswer,
+    UploadTicketAnswer,
     UploadTicketRequest,
     envelope,
     prediction,
@@ -34,7 +40,9 @@ def render_error(exc: InfiniteTalkError) -> JSONResponse:
 router = APIRouter(prefix="/api/v3", tags=["compat: WaveSpeed"], route_class=common.translating_route(render_error))
 
 
-@router.post("/media/uploads")
+@router.post("/media/uploads", response_model=None, openapi_extra=openapi.json_body("wavespeed", UploadTicketRequest),
+             responses=openapi.answers("wavespeed", {200: ("Where to PUT the file's bytes", UploadTicketAnswer),
+                                                     **ERRORS}))
 async def upload_ticket(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """Step 1 of ``Client.upload``: make an empty upload and say where to PUT its bytes."""
     body = await common.read_body(request, UploadTicketRequest)
@@ -49,7 +57,9 @@ async def upload_ticket(request: Request, runtime: RuntimeDep, key: KeyDep, base
                      "expires_at": upload.expires_at.isoformat()})
 
 
-@router.put("/media/uploads/{upload_id}")
+@router.put("/media/uploads/{upload_id}", response_model=None, openapi_extra={"requestBody": {
+    "required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    responses=openapi.answers("wavespeed", {200: ("The file is stored", UploadedAnswer), **ERRORS}))
 async def upload_bytes(upload_id: str, request: Request, runtime: RuntimeDep) -> dict:
     """Step 2: the file's bytes, once, into the upload made in step 1 (its unguessable id is the permission,
     as a presigned URL's signature would be, so this route takes no key)."""
@@ -58,7 +68,11 @@ async def upload_bytes(upload_id: str, request: Request, runtime: RuntimeDep) ->
     return envelope({"size": upload.size})
 
 
-@router.post("/media/upload/binary")
+@router.post("/media/upload/binary", response_model=None, openapi_extra={"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
+                                       "required": ["file"]}}}}},
+    responses=openapi.answers("wavespeed", {200: ("The file is stored; use download_url as an input",
+                                                  BinaryUploadAnswer), **ERRORS}))
 async def upload_binary(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """The older one-step upload (multipart ``file``)."""
     file = await form_file(request, "file")
@@ -72,14 +86,19 @@ async def upload_binary(request: Request, runtime: RuntimeDep, key: KeyDep, base
                      "filename": upload.filename, "size": upload.size})
 
 
-@router.get("/predictions/{prediction_id}/result")
+@router.get("/predictions/{prediction_id}/result", response_model=None,
+            responses=openapi.answers("wavespeed", {200: ("The prediction as it is now", PredictionAnswer), **ERRORS}))
 async def result(prediction_id: str, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """The prediction as it is now: status created | processing | completed | failed, outputs when completed."""
     task = await common.get(runtime, key, prediction_id)
     return envelope(prediction(task, common.view(runtime, task), base_url))
 
 
-@router.post("/{model:path}")
+@router.post("/{model:path}", response_model=None,
+             openapi_extra=openapi.fixed_path(model={path: openapi.json_body("wavespeed", request)
+                                                     for path, request in REQUESTS.items()}),
+             responses=openapi.answers("wavespeed", {200: ("The prediction (ended, with enable_sync_mode)",
+                                                           PredictionAnswer), **ERRORS}))
 async def submit(model: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> dict:
     """Submit to a model path; with ``enable_sync_mode`` the answer waits for the end of the task."""
     if model not in MODELS:
