@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from infinitetalk.config import Settings
@@ -16,6 +16,10 @@ from infinitetalk.config import Settings
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 SessionFactory = sessionmaker[Session]
+
+#: Key of the PostgreSQL advisory lock that one migration at a time holds: any fixed number, the same in every
+#: process (here the bytes of "infinite", halved to stay a positive bigint).
+MIGRATION_LOCK = int.from_bytes(b"infinite", "big") >> 1
 
 
 def database_url(settings: Settings) -> str:
@@ -58,6 +62,11 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (what start-up and `keys` commands run first)."""
     config = _alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # A fleet's processes start together on one database: without this, two of them create the same
+            # tables at once and one dies (SQLite's single writer serialises them already). Held until commit;
+            # the next one then finds the schema at head and does nothing.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
