@@ -9,8 +9,9 @@ import httpx
 
 
 def assert_playable_video(url: str, tmp_path: Path, *, min_seconds: float = 1.5) -> Path:
-    """Download ``url`` (no key: output URLs are signed) and check it is H.264 video with the speech muxed in."""
-    response = httpx.get(url, timeout=60)
+    """Download ``url`` (no key: output URLs are signed) and check it is H.264 video with the speech muxed in.
+    On S3 storage the URL redirects to a presigned one of the bucket, as browsers and SDKs follow."""
+    response = httpx.get(url, timeout=60, follow_redirects=True)
     assert response.status_code == 200, response.text[:300]
     assert response.headers["content-type"] == "video/mp4"
     path = tmp_path / "out.mp4"
