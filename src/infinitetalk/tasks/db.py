@@ -62,11 +62,15 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (what start-up and `keys` commands run first)."""
     config = _alembic_config()
     with engine.begin() as connection:
+        # Processes that start together on a fresh store (a fleet's API and workers; serve beside `keys create`)
+        # would each create the same tables, and all but one die. One migrates at a time, holding a lock until
+        # its commit; the next then finds the schema at head and does nothing.
         if connection.dialect.name == "postgresql":
-            # A fleet's processes start together on one database: without this, two of them create the same
-            # tables at once and one dies (SQLite's single writer serialises them already). Held until commit;
-            # the next one then finds the schema at head and does nothing.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        elif connection.dialect.name == "sqlite":
+            # the write lock before alembic reads its version (Python's sqlite3 would begin only at the first
+            # INSERT, and runs DDL outside any transaction); the others wait in busy_timeout
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
