@@ -45,11 +45,16 @@ def use_postgres(server: PostgresServer | None) -> None:
     _databases.clear()
 
 
+def bind_store(data_dir: Path, url: str) -> None:
+    """Point ``data_dir`` at the store ``url`` (several data dirs, one store: the machines of a fleet)."""
+    _databases[data_dir.resolve()] = url
+
+
 def store_url(data_dir: Path) -> str:
     """The SQLAlchemy URL of the task store that servers on ``data_dir`` use."""
-    if _postgres is None:
-        return f"sqlite:///{(data_dir / 'infinitetalk.db').resolve()}"
     key = data_dir.resolve()
+    if _postgres is None and key not in _databases:
+        return f"sqlite:///{(data_dir / 'infinitetalk.db').resolve()}"
     if key not in _databases:
         _databases[key] = _postgres.create_database(f"api_{uuid.uuid4().hex[:12]}")
     return _databases[key]
@@ -57,12 +62,12 @@ def store_url(data_dir: Path) -> str:
 
 def settings_for(data_dir: Path, **values: object) -> Settings:
     """Settings for ``data_dir`` with its task store (what tests build in this process)."""
-    return Settings(data_dir=data_dir, database_url=None if _postgres is None else store_url(data_dir), **values)
+    return Settings(data_dir=data_dir, database_url=store_url(data_dir), **values)
 
 
 def store_env(data_dir: Path) -> dict[str, str]:
     """The environment that points a server or CLI process at ``data_dir``'s task store."""
-    return {} if _postgres is None else {"INFINITETALK_DATABASE_URL": store_url(data_dir)}
+    return {"INFINITETALK_DATABASE_URL": store_url(data_dir)}
 
 
 def wait_until(check: Callable[[], T], *, timeout: float = 30.0, every: float = 0.05, what: str = "condition") -> T:

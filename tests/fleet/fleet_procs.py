@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from api_servers import Server, free_port, wait_until
+from api_servers import Server, free_port, settings_for, wait_until
 
 
 class Workers:
@@ -39,11 +39,10 @@ class Workers:
     def holding(self, task_id: str) -> dict:
         """The worker running ``task_id``, read straight from the store (a CLI call per poll is too slow to
         catch a short task running)."""
-        from infinitetalk.config import Settings
         from infinitetalk.tasks.db import open_database
         from infinitetalk.tasks.models import WorkerRow
 
-        db, sessions = open_database(Settings(data_dir=self.data_dir))
+        db, sessions = open_database(settings_for(self.data_dir))
 
         def holder() -> dict | None:
             with sessions() as session:

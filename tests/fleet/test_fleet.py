@@ -1,31 +1,45 @@
-"""Two API processes, three worker processes, one Redis, one store: tasks from several keys run on whichever
-worker is free, billed once; a killed worker's task runs again elsewhere; a killed API process loses
+"""Two API processes, three worker processes, each on a data folder of its own, sharing PostgreSQL, Redis and
+an S3 bucket (SeaweedFS): tasks from several keys run on whichever worker is free, billed once, and download
+through presigned URLs; a killed worker's task runs again elsewhere; a killed API process loses
 nothing; Redis restarts lose nothing; cancel reaches a task on any worker."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from api_servers import FileServer, Server, WebhookReceiver, ledger, make_key, wait_until
+from api_servers import (FileServer, Server, WebhookReceiver, bind_store, ledger, make_key, settings_for, store_env,
+                         wait_until)
 from fleet_procs import Redis, Workers, fleet_env, start_api
+from services import PostgresServer, S3Server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, redis_server: Redis) -> Iterator[tuple[Path, list[Server], Workers]]:
-    data_dir = tmp_path_factory.mktemp("fleet-data")
-    make_key(data_dir, "bootstrap", balance=0)  # the store exists, migrated, before three kinds of process open it
-    env = fleet_env(redis_server)
-    apis = [start_api(data_dir, env), start_api(data_dir, env)]
-    workers = Workers(data_dir, {**os.environ, **env}, "0,1,2").start(expect=3)
+def fleet(tmp_path_factory: pytest.TempPathFactory, redis_server: Redis, postgres: PostgresServer,
+          s3_endpoint: S3Server) -> Iterator[tuple[Path, list[Server], Workers]]:
+    """Each process on a data folder of its own, as on machines of their own; what they share is PostgreSQL,
+    Redis and the bucket. Yields the first API's folder (bound to the shared store, for keys and ledgers)."""
+    store = postgres.create_database(f"fleet_{secrets.token_hex(4)}")
+    folders = [tmp_path_factory.mktemp(name) for name in ("fleet-api-a", "fleet-api-b", "fleet-workers")]
+    for folder in folders:
+        bind_store(folder, store)
+    make_key(folders[0], "bootstrap", balance=0)  # the store exists, migrated, before the processes open it
+    env = fleet_env(redis_server, **{
+        "INFINITETALK_STORAGE_URL": f"s3://{s3_endpoint.bucket}/fleet-{secrets.token_hex(4)}",
+        "INFINITETALK_S3_ENDPOINT_URL": s3_endpoint.endpoint_url, "AWS_ACCESS_KEY_ID": s3_endpoint.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_endpoint.secret_key, "AWS_DEFAULT_REGION": s3_endpoint.region})
+    apis = [start_api(folders[0], env), start_api(folders[1], env)]
+    workers = Workers(folders[2], {**os.environ, **env, **store_env(folders[2])}, "0,1,2").start(expect=3)
     try:
-        yield data_dir, apis, workers
+        yield folders[0], apis, workers
     finally:
         workers.stop()
         for api in apis:
@@ -49,6 +63,8 @@ def test_twelve_tasks_from_three_keys_through_two_apis(fleet: tuple, file_server
     for key, task in submitted:
         done = apis[0].client(key["key"]).wait(task["id"], timeout=300)
         assert done["status"] == "succeeded", done["error"]
+        ours = httpx.get(done["outputs"][0]["url"])  # our signed URL hands over to the bucket's presigned one
+        assert ours.status_code == 307 and "X-Amz-Signature=" in ours.headers["location"]
         assert_playable_video(done["outputs"][0]["url"], tmp_path)
     for key in keys:
         tasks = [task for owner, task in submitted if owner is key]
@@ -68,11 +84,10 @@ def test_a_killed_worker_s_task_finishes_on_another_billed_once(fleet: tuple, fi
     os.kill(holder["pid"], signal.SIGKILL)
     done = client.wait(task["id"], timeout=300)
     assert done["status"] == "succeeded", done["error"]
-    from infinitetalk.config import Settings
     from infinitetalk.tasks.db import open_database
     from infinitetalk.tasks.models import Task
 
-    db, sessions = open_database(Settings(data_dir=data_dir))
+    db, sessions = open_database(settings_for(data_dir))
     with sessions() as session:
         row = session.get(Task, task["id"])
         assert row.attempts == 2 and row.worker_id != holder["id"]
@@ -114,8 +129,6 @@ def test_sigterm_puts_the_task_back_for_another_worker(fleet: tuple, file_server
     assert kinds == ["reserve"]
 
 def test_metrics_count_the_fleet(fleet: tuple) -> None:
-    import httpx
-
     _, apis, workers = fleet
     text = httpx.get(f"{apis[0].url}/metrics").text
     alive = next(line for line in text.splitlines() if line.startswith("infinitetalk_workers_alive "))
