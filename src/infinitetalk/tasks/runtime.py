@@ -75,6 +75,10 @@ class Runtime:
             # running tasks belong to live workers elsewhere (the reaper looks after dead ones), and queued
             # ones already have their messages in the broker
             log.info("task service ready: tasks go to the queue at %s", _redacted(self.settings.broker_url))
+            if not self.settings.storage_url:
+                log.warning("no INFINITETALK_STORAGE_URL: workers must share this data folder (%s), so they can only "
+                            "run on this machine; set s3://bucket/prefix for workers elsewhere",
+                            self.settings.data_dir.resolve())
             return
         remove_orphan_partials(self.storage)  # before our own workers start writing any
         queued = self.lifecycle.recover()
