@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep, get_key, get_runtime
 from infinitetalk.api.errors import ERROR_RESPONSES
 from infinitetalk.api.submission import read_json, read_multipart, read_submission
 from infinitetalk.api.waiting import prefer_wait, task_events, wait_for_end
@@ -65,33 +65,42 @@ async def create_task(request: Request, response: Response, runtime: RuntimeDep,
 
 
 @router.get("/tasks", response_model=TaskList)
-async def list_tasks(runtime: RuntimeDep, key: KeyDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                     cursor: str | None = None, status: TaskStatus | None = None) -> Response:
+async def list_tasks(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: str | None = None,
+                     status: TaskStatus | None = None) -> Response:
     """The caller's own tasks, newest first, a page at a time."""
+    runtime = get_runtime(request)
 
     def page() -> bytes:
+        key = get_key(request, runtime)
         tasks, next_cursor = runtime.service.list(key=key, limit=limit, cursor=cursor, status=status)
         data = [task_public(task, storage=runtime.storage, settings=runtime.settings) for task in tasks]
         return TaskList(data=data, next_cursor=next_cursor).model_dump_json().encode()
 
-    # One thread hop for the query and the page's JSON; a sync route would take two (FastAPI validates a
-    # sync route's return value in the thread pool again), and the response model would be checked twice.
+    # Polls and lists are most of a busy server's requests: the key check, the query and the JSON take one
+    # thread hop here, where RuntimeDep + KeyDep + a sync route would take four (FastAPI runs each sync
+    # dependency, the route and the check of its return value in the thread pool, one hop each).
     return Response(await run_in_threadpool(page), media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic)
-async def get_task(task_id: str, runtime: RuntimeDep, key: KeyDep,
-                   prefer: Annotated[str | None, Header()] = None) -> Response:
+async def get_task(task_id: str, request: Request, prefer: Annotated[str | None, Header()] = None) -> Response:
     """Status, progress, cost, timings, outputs (signed URLs) and error of one task."""
+    runtime = get_runtime(request)
     wait = prefer_wait(prefer, runtime.settings.max_wait_s)
     if wait:
+        key = await run_in_threadpool(get_key, request, runtime)
         task = await wait_for_end(runtime, key, task_id, wait)
-    else:  # the hot path of every poller: one thread hop, no wait loop
-        task = await run_in_threadpool(runtime.service.get, key=key, task_id=task_id)
-    view = task_public(task, storage=runtime.storage, settings=runtime.settings)
-    # The view is a TaskPublic already: serialized once here instead of validated again and dumped by FastAPI.
-    return Response(view.model_dump_json(), media_type="application/json",
-                    headers={"Preference-Applied": f"wait={wait}"} if wait else None)
+        body = task_public(task, storage=runtime.storage, settings=runtime.settings).model_dump_json()
+        return Response(body, media_type="application/json", headers={"Preference-Applied": f"wait={wait}"})
+
+    def read() -> str:
+        key = get_key(request, runtime)
+        task = runtime.service.get(key=key, task_id=task_id)
+        return task_public(task, storage=runtime.storage, settings=runtime.settings).model_dump_json()
+
+    # The hot path of every poller: the same key check as KeyDep and the read in one thread hop (not three),
+    # and the view serialized once (FastAPI would validate the TaskPublic again before dumping it).
+    return Response(await run_in_threadpool(read), media_type="application/json")
 
 
 @router.get("/tasks/{task_id}/events", response_class=StreamingResponse,
