@@ -75,35 +75,46 @@ def rope_1d(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> 
 
 
 def route_positions(ref_attn: torch.Tensor) -> torch.Tensor:
-    """Per-token rotary positions from ``ref_attn`` [3, S] (person 1, person 2, background maps).
+    """Per-token rotary positions from ``ref_attn`` [..., 3, S] (person 1, person 2, background maps).
 
-    Each person's map is min-max normalised into its range; the class with the strongest
-    attention picks which value a token gets (background: a fixed middle position).
+    Each person's map is min-max normalised into its range (the official ``normalize_and_scale``:
+    ``(m - min) / (max - min + 1e-8)``); the class with the strongest attention picks which value a
+    token gets (background: a fixed middle position). Leading dimensions are separate passes.
     """
 
     def scale(m: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-        span = (m.max() - m.min()).clamp_min(1e-8)
-        return lo + (m - m.min()) / span * (hi - lo)
+        low, high = m.amin(-1, keepdim=True), m.amax(-1, keepdim=True)
+        return lo + (m - low) / (high - low + 1e-8) * (hi - lo)
 
-    p1 = scale(ref_attn[0], *ROPE_PERSON1)
-    p2 = scale(ref_attn[1], *ROPE_PERSON2)
+    p1 = scale(ref_attn[..., 0, :], *ROPE_PERSON1)
+    p2 = scale(ref_attn[..., 1, :], *ROPE_PERSON2)
     bg = torch.full_like(p1, ROPE_BACKGROUND)
-    choice = ref_attn.argmax(dim=0)
-    return torch.stack([p1, p2, bg]).gather(0, choice[None])[0]
+    choice = ref_attn.argmax(dim=-2, keepdim=True)  # first class wins a tie, as torch's argmax does there
+    return torch.stack([p1, p2, bg], dim=-2).gather(-2, choice).squeeze(-2)
 
 
-def reference_attention(q: torch.Tensor, k: torch.Tensor, masks: torch.Tensor, ref_tokens: int) -> torch.Tensor:
+def reference_attention(
+    q: torch.Tensor, k: torch.Tensor, masks: torch.Tensor, ref_tokens: int, heads_per_step: int = 4
+) -> torch.Tensor:
     """How strongly each visual token attends to the first latent frame inside each mask.
 
     ``q``, ``k``: [B, S, H, D] from the block's self-attention (after norms and rotary);
-    ``masks``: [classes, ref_tokens] 0/1 over the first frame's tokens. Returns [classes, S]
-    (batch element 0; the guidance passes share the same video tokens).
+    ``masks``: [classes, ref_tokens] 0/1 over the first frame's tokens. Returns [B, classes, S]:
+    each batch element (guidance pass) gets its own map, as each official pass is its own
+    forward. Mean over heads of the mask-averaged softmax; an empty mask gives a zero map
+    (the official divides by its empty sum and gets NaN). A few heads at a time, so the
+    [heads, S, ref_tokens] attention stays small at full size (40 heads x 33,600 x 1,600).
     """
-    qf = q[0].transpose(0, 1).float()  # [H, S, D]
-    kf = k[0, :ref_tokens].transpose(0, 1).float()  # [H, R, D]
-    attn = torch.softmax(qf @ kf.transpose(-1, -2) / qf.shape[-1] ** 0.5, dim=-1)  # [H, S, R]
-    weights = masks.to(attn.dtype) / masks.sum(-1, keepdim=True).clamp_min(1)
-    return torch.einsum("hsr,cr->cs", attn, weights) / attn.shape[0]
+    b, _, heads, dim = q.shape
+    weights = masks.float() / masks.float().sum(-1, keepdim=True).clamp_min(1)  # [C, R]
+    out = torch.zeros(b, masks.shape[0], q.shape[1], device=q.device, dtype=torch.float32)
+    for i in range(b):
+        for h in range(0, heads, heads_per_step):
+            qf = q[i, :, h : h + heads_per_step].transpose(0, 1).float()  # [h, S, D]
+            kf = k[i, :ref_tokens, h : h + heads_per_step].transpose(0, 1).float()  # [h, R, D]
+            attn = torch.softmax(qf @ kf.transpose(-1, -2) / dim**0.5, dim=-1)  # [h, S, R]
+            out[i] += torch.einsum("hsr,cr->cs", attn, weights.to(attn.device))
+    return out / heads
 
 
 class AudioCrossAttention(nn.Module):
@@ -118,12 +129,19 @@ class AudioCrossAttention(nn.Module):
         self.tokens_per_person = cfg.audio_tokens
 
     def forward(
-        self, x: torch.Tensor, audio: torch.Tensor, frames: int, positions: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        audio: torch.Tensor,
+        frames: int,
+        positions: torch.Tensor | None = None,
+        routed: tuple[bool, ...] | None = None,
     ) -> torch.Tensor:
         """``x`` [B, frames*S, dim]; ``audio`` [B, frames, people*tokens, audio_dim].
 
-        ``positions`` [frames*S] (two speakers) rotates queries; audio keys then sit at the
-        middle of each person's range.
+        Two speakers: ``positions`` [B, frames*S] rotate the queries and the audio keys sit at
+        the middle of each person's range, for the batch elements that ``routed`` marks; the
+        others (a null-audio pass, which the official code runs as one person) get position 0
+        on both sides, which is no rotation at all.
         """
         b, n, dim = x.shape
         q = self.q_linear(x).view(b * frames, n // frames, self.heads, -1).transpose(1, 2)
@@ -131,10 +149,11 @@ class AudioCrossAttention(nn.Module):
         k, v = kv.view(b * frames, -1, 2, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if positions is not None:
             people = audio.shape[2] // self.tokens_per_person
-            q = rope_1d(q, positions.view(frames, -1).repeat(b, 1)[:, None])  # [B*frames, 1, S]
+            q = rope_1d(q, positions.reshape(b * frames, 1, -1))  # [B*frames, 1, S]
             mids = torch.tensor(
                 [sum(ROPE_PERSON1) / 2, sum(ROPE_PERSON2) / 2][:people], device=x.device
             ).repeat_interleave(self.tokens_per_person)
-            k = rope_1d(k, mids)
+            on = torch.tensor(routed if routed is not None else (True,) * b, device=x.device, dtype=mids.dtype)
+            k = rope_1d(k, (on[:, None] * mids[None]).repeat_interleave(frames, dim=0)[:, None])  # [B*frames, 1, A]
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(head_dim)
         return self.proj(out.transpose(1, 2).reshape(b, n, dim))

@@ -10,6 +10,8 @@ Wan's block: it returns hidden states only), so block caches work on it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel, WanTransformerBlock
@@ -44,7 +46,8 @@ class InfiniteTalkBlock(WanTransformerBlock):
     def _routing(self, x: torch.Tensor, rotary_emb: tuple, masks: torch.Tensor) -> torch.Tensor:
         # Two speakers: recompute this block's self-attention q (all tokens) and k (first
         # latent frame) to see which person's region each token looks at. Costs one extra q/k
-        # projection per block, only for two-person jobs.
+        # projection per block and routed pass, only for two-person jobs. ``x`` [b, S, dim]
+        # -> positions [b, S], each pass from its own q/k.
         attn = self.attn1
         if attn.fused_projections:
             q, k, _ = attn.to_qkv(x).chunk(3, dim=-1)
@@ -63,12 +66,20 @@ class InfiniteTalkBlock(WanTransformerBlock):
         rotary_emb: tuple[torch.Tensor, torch.Tensor],
         audio_tokens: torch.Tensor | None = None,
         ref_masks: torch.Tensor | None = None,
+        routed: tuple[bool, ...] | None = None,
     ) -> torch.Tensor:
         shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table + temb.float()).chunk(6, dim=1)
 
         # 1. Self-attention (modulated by the timestep)
         normed = (self.norm1(hidden_states.float()) * (1 + scale) + shift).type_as(hidden_states)
-        positions = self._routing(normed, rotary_emb, ref_masks) if ref_masks is not None else None
+        positions = None
+        if ref_masks is not None and routed and any(routed):
+            if all(routed):
+                positions = self._routing(normed, rotary_emb, ref_masks)
+            else:  # only the passes with both people's audio route; the rest stay at position 0
+                idx = [i for i, r in enumerate(routed) if r]
+                positions = normed.new_zeros(normed.shape[:2], dtype=torch.float32)
+                positions[idx] = self._routing(normed[idx], rotary_emb, ref_masks)
         out = self.attn1(normed, None, None, rotary_emb)
         hidden_states = (hidden_states.float() + out * gate).type_as(hidden_states)
 
@@ -80,7 +91,7 @@ class InfiniteTalkBlock(WanTransformerBlock):
         if audio_tokens is not None:
             normed = self.norm_x(hidden_states.float()).type_as(hidden_states)
             hidden_states = hidden_states + self.audio_cross_attn(
-                normed, audio_tokens, audio_tokens.shape[1], positions
+                normed, audio_tokens, audio_tokens.shape[1], positions, routed
             )
 
         # 4. Feed-forward (modulated)
@@ -118,14 +129,29 @@ class InfiniteTalkTransformer(WanTransformer3DModel):
         self.blocks = nn.ModuleList(InfiniteTalkBlock(cfg) for _ in range(cfg.num_layers))
         self.audio_proj = AudioProjModel(cfg)
 
-    def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
-        """[B, people, F, 5, L, C] windows -> [B, latent frames, people*tokens, C] audio tokens."""
-        b, people = audio.shape[:2]
-        first, later = select_audio_windows(audio.flatten(0, 1), self.model_cfg.vae_stride_t)
+    def encode_audio(self, audio: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """Wav2vec2 windows per batch element -> audio tokens [B, latent frames, people*tokens, C].
+
+        ``audio``: [B, people, F, 5, L, C], or one [people_b, F, 5, L, C] per batch element when
+        the elements differ: the official null-audio pass is ONE person's zeros even with two
+        speakers (``torch.zeros_like(audio_embs)[-1:]`` in ``wan/multitalk.py``). Such an
+        element's tokens are repeated to the batch's width so the passes share one forward:
+        attending to two identical copies of the same keys and values gives exactly the same
+        output as attending to one. Returns the tokens and the people count per element.
+        """
+        items = list(audio.unbind(0)) if isinstance(audio, torch.Tensor) else list(audio)
+        people = tuple(a.shape[0] for a in items)
+        most = max(people)
+        if any(most % p for p in people):
+            raise ValueError(f"audio people per pass {people}: each must divide the largest")
+        first, later = select_audio_windows(torch.cat(items), self.model_cfg.vae_stride_t)
         dtype = self.audio_proj.proj1.weight.dtype
-        tokens = self.audio_proj(first.to(dtype), later.to(dtype))  # [B*people, T, n, C]
-        tokens = tokens.unflatten(0, (b, people))
-        return tokens.permute(0, 2, 1, 3, 4).flatten(2, 3)
+        tokens = self.audio_proj(first.to(dtype), later.to(dtype))  # [sum(people), T, n, C]
+        out = []
+        for p, t in zip(people, tokens.split(list(people)), strict=True):
+            t = t.permute(1, 0, 2, 3).flatten(1, 2)  # [T, p*n, C]: person 1's tokens first
+            out.append(t.repeat(1, most // p, 1))
+        return torch.stack(out), people
 
     def forward(  # type: ignore[override]
         self,
@@ -133,15 +159,17 @@ class InfiniteTalkTransformer(WanTransformer3DModel):
         timestep: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         encoder_hidden_states_image: torch.Tensor,
-        audio: torch.Tensor | None = None,
+        audio: torch.Tensor | Sequence[torch.Tensor] | None = None,
         ref_masks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity.
 
         ``hidden_states`` [B, 36, T, H, W] (noise + mask + condition latents), ``timestep`` [B],
         ``encoder_hidden_states`` [B, 512, text_dim], ``encoder_hidden_states_image``
-        [B, 257, image_dim], ``audio`` [B, people, 4T-3, 5, L, C] wav2vec2 windows,
-        ``ref_masks`` [3, first-frame tokens] (two speakers only). Returns [B, 16, T, H, W].
+        [B, 257, image_dim], ``audio`` [B, people, 4T-3, 5, L, C] wav2vec2 windows (or one
+        [people_b, 4T-3, 5, L, C] per element, see ``encode_audio``), ``ref_masks`` [3, first-frame
+        tokens] (two speakers only). Like the official model, an element routes its two people
+        only when it has two people's audio (``human_num == 2``). Returns [B, 16, T, H, W].
         """
         b, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
@@ -151,10 +179,13 @@ class InfiniteTalkTransformer(WanTransformer3DModel):
         temb, tproj, text, image = self.condition_embedder(timestep, encoder_hidden_states, encoder_hidden_states_image)
         tproj = tproj.unflatten(1, (6, -1))
         context = torch.cat([image, text], dim=1)
-        audio_tokens = self.encode_audio(audio) if audio is not None else None
+        audio_tokens, routed = None, None
+        if audio is not None:
+            audio_tokens, people = self.encode_audio(audio)
+            routed = tuple(p == 2 for p in people) if ref_masks is not None else None
 
         for block in self.blocks:
-            x = block(x, context, tproj, rotary, audio_tokens, ref_masks)
+            x = block(x, context, tproj, rotary, audio_tokens, ref_masks, routed)
 
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
