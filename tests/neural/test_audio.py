@@ -20,6 +20,25 @@ def test_loudness_normalisation() -> None:
     assert np.array_equal(loudness_normalize(silence), silence)  # -inf LUFS: left alone
 
 
+def test_each_track_is_normalised_on_its_own_speech() -> None:
+    """generate_infinitetalk.py normalises each speaker's file (audio_prepare_single) BEFORE audio_prepare_multi
+    pads it with zeros ('add': the second speaker after the first). Ours arrive padded: same result."""
+    first, second = _speech(1.5), 0.5 * _speech(2.0)
+    meter = pyloudnorm.Meter(16000)
+    official = []
+    for raw in (first, second):
+        raw = raw.astype(np.float64)
+        official.append(pyloudnorm.normalize.loudness(raw, meter.integrated_loudness(raw), -23.0))
+    padded = [np.concatenate([first, np.zeros_like(second)]), np.concatenate([np.zeros_like(first), second])]
+    for ours, expected, zeros_at in zip(padded, official, (slice(first.size, None), slice(0, first.size))):
+        out = loudness_normalize(ours)
+        assert np.allclose(out[out != 0], expected.astype(np.float32)[expected != 0], atol=1e-6)
+        assert np.all(out[zeros_at] == 0)
+    # measuring the padded track instead (what we did before) gives another gain
+    whole = meter.integrated_loudness(padded[1].astype(np.float64))
+    assert abs(whole - meter.integrated_loudness(second.astype(np.float64))) > 0.1
+
+
 def test_hook_resamples_to_video_rate(tiny_weights) -> None:
     enc = AudioEncoder.from_folder(tiny_weights.wav2vec)
     audio = _speech(1.3)

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from infinitetalk.engines.base import CancelToken, Engine, EngineJob, Speaker
-from infinitetalk.engines.neural.engine import NeuralEngine, cover_crop
-from infinitetalk.engines.neural.pipeline import PipelineInputs, SamplingOptions, to_tensor
+from official_oracles import official_color
+
+from infinitetalk.engines.neural.engine import NeuralEngine, cover_crop, speaker_masks
+from infinitetalk.engines.neural.pipeline import NEGATIVE_PROMPT, PipelineInputs, SamplingOptions, to_tensor
 from infinitetalk.errors import Canceled, InvalidRequest
 from infinitetalk.media.video import Mp4Writer
 from infinitetalk.schema import Mode
@@ -72,33 +74,64 @@ def test_deterministic_for_a_seed(engine) -> None:
     assert not np.array_equal(a, c)
 
 
-def test_motion_frames_carried_over(engine) -> None:
-    pipe = engine.pipeline
-    chunks: dict[int, np.ndarray] = {}
+def _run_recording(pipe, inputs: PipelineInputs, opts: SamplingOptions, monkeypatch):
+    """Generate, recording every transformer input, every float decode and every chunk's uint8 frames."""
     calls: list[torch.Tensor] = []
+    decoded: list[torch.Tensor] = []
+    chunks: dict[int, np.ndarray] = {}
+    decode = pipe.vae.decode
+
+    def recording_decode(latents: torch.Tensor) -> torch.Tensor:
+        decoded.append(decode(latents))
+        return decoded[-1]
+
+    monkeypatch.setattr(pipe.vae, "decode", recording_decode)
     handle = pipe.transformer.register_forward_pre_hook(lambda m, args: calls.append(args[0].detach().clone()))
     try:
-        inputs = PipelineInputs(
-            audio=[_audio(FRAMES)], num_frames=FRAMES, seed=1, image=cover_crop(_portrait(), 32, 32)
-        )
-        out = np.stack(
-            list(pipe.generate(inputs, 32, 32, engine.options, on_chunk=lambda i, f: chunks.__setitem__(i, f)))
-        )
+        out = np.stack(list(pipe.generate(inputs, 32, 32, opts, on_chunk=lambda i, f: chunks.__setitem__(i, f))))
     finally:
         handle.remove()
+    return out, calls, decoded, chunks
+
+
+def test_motion_frames_carried_over(engine, monkeypatch) -> None:
+    pipe = engine.pipeline
+    inputs = PipelineInputs(audio=[_audio(FRAMES)], num_frames=FRAMES, seed=1, image=cover_crop(_portrait(), 32, 32))
+    opts = SamplingOptions(steps=2, color_correction=0.0)
+    out, calls, decoded, chunks = _run_recording(pipe, inputs, opts, monkeypatch)
     assert len(calls) == 4  # 2 chunks x 2 steps, guidance passes batched into one forward
     assert calls[0].shape[0] == 3  # cond, no text, no audio
-    # chunk 2 starts from the VAE latents of chunk 1's last 9 frames, re-imposed at every step
-    tail = torch.cat([to_tensor(f, pipe.device)[:, :, None] for f in chunks[0][-9:]], dim=2)
-    motion = pipe.vae.encode(tail)[:, :, :3]
+    # chunk 2 starts from the VAE latents of chunk 1's last 9 decoded frames - the float decode, clamped to
+    # [-1, 1], as wan/multitalk.py encodes ``videos[:, :, -9:]`` - re-imposed at every step
+    motion = pipe.vae.encode(decoded[0][:, :, -9:])[:, :, :3]
     for step_input in calls[2:]:
         assert torch.allclose(step_input[0, :16, :3], motion, atol=1e-5)
+    from_uint8 = torch.cat([to_tensor(f, pipe.device)[:, :, None] for f in chunks[0][-9:]], dim=2)
+    assert not torch.allclose(pipe.vae.encode(from_uint8)[:, :, :3], motion, atol=1e-5)  # what we did before
     # chunk 1 conditions on the portrait's latent only
     _, cond = pipe.condition(inputs.image, 81)
     assert torch.allclose(calls[0][0, :16, :1], cond[:, 4:, :1], atol=1e-5)
-    # output = all of chunk 1, then chunk 2 without its 9 re-generated frames
+    # output = all of chunk 1, then chunk 2 without its 9 re-generated frames, rounded to uint8
     assert np.array_equal(out[:81], chunks[0])
     assert np.array_equal(out[81:], chunks[1][9 : 9 + FRAMES - 81])
+    expected = ((decoded[0][0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    assert np.array_equal(chunks[0], expected)
+
+
+def test_color_correction_on_by_default_and_before_the_motion_frames(engine, monkeypatch) -> None:
+    """The official command line corrects every decoded chunk at strength 1.0 towards the first reference
+    frame, and the next chunk's motion frames are taken from the corrected float frames."""
+    assert SamplingOptions().color_correction == 1.0 and engine.options.color_correction == 1.0
+    pipe = engine.pipeline
+    portrait = cover_crop(_portrait(), 32, 32)
+    inputs = PipelineInputs(audio=[_audio(FRAMES)], num_frames=FRAMES, seed=1, image=portrait)
+    out, calls, decoded, chunks = _run_recording(pipe, inputs, engine.options, monkeypatch)
+    frames01 = ((decoded[0][0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).numpy()
+    corrected = official_color(frames01, portrait.astype(np.float32) / 255, 1.0)  # [81, H, W, 3] in [0, 1]
+    corrected_video = torch.from_numpy(corrected * 2 - 1).permute(3, 0, 1, 2)[None].float()
+    motion = pipe.vae.encode(corrected_video[:, :, -9:])[:, :, :3]
+    assert torch.allclose(calls[2][0, :16, :3], motion, atol=1e-4)
+    assert np.abs(out[:81].astype(int) - np.round(corrected * 255).astype(int)).max() <= 1
 
 
 def test_video_to_video_uses_source_frame_per_chunk(engine) -> None:
@@ -135,13 +168,71 @@ def test_two_speakers_need_multi_weights(engine) -> None:
         list(engine.generate(job, lambda *_: None, CancelToken()))
 
 
-def test_two_speakers_with_multi_weights(tiny_weights) -> None:
+@pytest.mark.parametrize("batch", [True, False])
+def test_two_speakers_null_audio_is_one_person(tiny_weights, batch: bool) -> None:
+    """wan/multitalk.py: the no-audio guidance pass gets ``torch.zeros_like(audio_embs)[-1:]``, ONE person's zeros."""
     multi = NeuralEngine.from_pretrained(
-        tiny_weights.root, device="cpu", variant="multi", options=SamplingOptions(steps=1)
+        tiny_weights.root, device="cpu", variant="multi", options=SamplingOptions(steps=1, batch_passes=batch)
     )
-    job = _job(frames=20, speakers=[Speaker(audio=_audio(20)), Speaker(audio=_audio(20, 1))])
-    frames = list(multi.generate(job, lambda *_: None, CancelToken()))
+    audio_args: list = []
+    handle = multi.pipeline.transformer.register_forward_pre_hook(lambda m, args: audio_args.append(args[4]))
+    try:
+        job = _job(frames=20, speakers=[Speaker(audio=_audio(20)), Speaker(audio=_audio(20, 1))])
+        frames = list(multi.generate(job, lambda *_: None, CancelToken()))
+    finally:
+        handle.remove()
     assert len(frames) == 20
+    passes = audio_args[0] if batch else [a[0] for a in audio_args]  # one batched call, or three of one
+    assert [tuple(a.shape[:2]) for a in passes] == [(2, 81), (2, 81), (1, 81)]  # cond, no text, no audio
+    assert torch.equal(passes[0], passes[1]) and not passes[0].eq(0).all()
+    assert passes[2].eq(0).all()
+
+
+def _two(**kw) -> EngineJob:
+    return _job(frames=20, width=160, height=96, image=np.zeros((96, 160, 3), np.uint8), **kw)
+
+
+def test_speaker_masks_official_default() -> None:
+    """No boxes: the official ``face_scale`` 0.05 boxes on each half, plus the background. By hand for 160x96
+    (tokens 10x6, each taking the pixel at its patch's top-left corner): rows int(4.8)=4 .. int(91.2)=91,
+    left columns int(80*.05)=4 .. int(80*.95)=76, right int(4+80)=84 .. int(76+80)=156."""
+    job = _two(speakers=[Speaker(audio=_audio(20)), Speaker(audio=_audio(20, 1))])
+    masks = speaker_masks(job, 6, 10).view(3, 6, 10)
+    p1, p2 = torch.zeros(6, 10), torch.zeros(6, 10)
+    p1[1:6, 1:5] = 1  # pixel rows 16..80 and columns 16..64 lie inside the left box
+    p2[1:6, 6:10] = 1  # columns 96..144 inside the right box; column 80 (token 5) in neither
+    assert torch.equal(masks[0], p1) and torch.equal(masks[1], p2)
+    assert torch.equal(masks[2], 1 - p1 - p2)
+    assert masks[2].sum() == 20  # row 0, column 0 and column 5
+
+
+def test_speaker_masks_from_boxes_and_the_official_bbox_order() -> None:
+    """Our boxes are x0, y0, x1, y1 with x the column; the official JSON's bbox puts the row first."""
+    from infinitetalk.schema import BBox
+
+    left, right = BBox(x0=20, y0=10, x1=70, y1=60), BBox(x0=90, y0=0, x1=160, y1=96)
+    job = _two(speakers=[Speaker(audio=_audio(20), bbox=left), Speaker(audio=_audio(20, 1), bbox=right)])
+    masks = speaker_masks(job, 6, 10).view(3, 6, 10)
+    official = torch.zeros(2, 96, 160)  # human_mask[int(x_min):int(x_max), int(y_min):int(y_max)] = 1
+    for i, (x_min, y_min, x_max, y_max) in enumerate([(10, 20, 60, 70), (0, 90, 96, 160)]):
+        official[i, x_min:x_max, y_min:y_max] = 1
+    assert torch.equal(masks[:2], official[:, ::16, ::16])  # nearest to latents, then to tokens
+    assert masks[0].sum() == 9 and masks[1].sum() == 6 * 4  # rows 1..3 x columns 2..4; columns 6..9
+
+
+def test_official_negative_prompt() -> None:
+    # sample_neg_prompt of wan/configs/wan_multitalk_14B.py, the config of task infinitetalk-14B
+    assert NEGATIVE_PROMPT == (
+        "bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+        "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, "
+        "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, "
+        "still picture, messy background, three legs, many people in the background, walking backwards"
+    )
+
+
+def test_color_correction_out_of_range_is_refused(engine) -> None:
+    with pytest.raises(InvalidRequest, match="color_correction"):
+        list(engine.generate(_job(frames=20, extras={"color_correction": 1.5}), lambda *_: None, CancelToken()))
 
 
 def test_two_pass_mode_from_job_extras(engine) -> None:

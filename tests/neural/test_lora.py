@@ -25,8 +25,8 @@ def test_merge_arithmetic_by_hand() -> None:
         scale=0.5,
     )
     w = torch.zeros(2, 2)
-    # 0.5 * (alpha/r = 2) * up @ down = [[1, 2], [3, 6]]
-    assert d.apply("m.weight", w).tolist() == [[1.0, 2.0], [3.0, 6.0]]
+    # wan/wan_lora.py: delta = up @ down * scale; the file's alpha is ignored: 0.5 * [[1, 2], [3, 6]]
+    assert d.apply("m.weight", w).tolist() == [[0.5, 1.0], [1.5, 3.0]]
     assert d.apply("m.bias", torch.zeros(2)).tolist() == [0.25, -0.25]
     assert d.apply("n.weight", w).tolist() == [[0.5, 0.5], [0.5, 0.5]]
     assert d.apply("mod", torch.zeros(1, 2)).tolist() == [[0.125, 0.125]]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder, load_clip, load_t5
+from infinitetalk.engines.neural.text_clip import (
+    ImageEncoder,
+    TextEncoder,
+    clean_prompt,
+    load_clip,
+    load_t5,
+)
 
 
 def test_t5_keys_land_in_place(tiny_weights) -> None:
@@ -37,3 +43,17 @@ def test_clip_split_qkv_and_penultimate_block(tiny_weights) -> None:
     frame = torch.rand(1, 3, 40, 56) * 2 - 1
     tokens = ImageEncoder(model)(frame)
     assert tokens.shape == (1, 5, 80)  # 2x2 patches + class token at the tiny 28 px size
+
+
+def test_prompt_clean_up_as_wan_tokenizer() -> None:
+    """HuggingfaceTokenizer(clean='whitespace') in wan/modules/tokenizers.py: ftfy.fix_text, html.unescape twice,
+    strip, whitespace runs to one space."""
+    assert clean_prompt("  A   person\n\ttalks  ") == "A person talks"
+    assert clean_prompt("Tom &amp;amp; Jerry &lt;3") == "Tom & Jerry <3"
+    assert clean_prompt("“quoted” ‘single’") == "\"quoted\" 'single'"  # ftfy uncurls quotes
+    assert clean_prompt("一个人，在说话。　ＯＫ") == "一个人,在说话。 OK"  # and gives fullwidth forms their usual width
+
+
+def test_text_encoder_cleans_the_prompt(tiny_weights) -> None:
+    enc = TextEncoder(load_t5(tiny_weights.t5, "cpu", torch.float32), tiny_weights.tokenizer)
+    assert torch.equal(enc("  a person\n talks &amp;amp; "), enc("a person talks &"))

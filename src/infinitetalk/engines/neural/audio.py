@@ -20,13 +20,23 @@ TARGET_LUFS = -23.0
 
 
 def loudness_normalize(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Normalise to -23 LUFS; leave audio alone when its loudness is not finite (silence, too short)."""
+    """Normalise to -23 LUFS, measured on the speaker's own speech.
+
+    The official script normalises each speaker's file before it lays the tracks out in time
+    (``audio_prepare_single`` before the zero padding of ``audio_prepare_multi``); our tracks
+    arrive already laid out, so the loudness is measured between the first and the last
+    non-zero sample, which is that file again, and the gain applies to the whole track (its
+    zeros stay zeros). Left alone, as the official ``abs(loudness) > 100`` check leaves it,
+    when the loudness is not finite or beyond +-100 LUFS (silence, too quiet), and, unlike
+    the official code, which fails there, when the speech is shorter than one 400 ms block.
+    """
     audio = np.asarray(audio, dtype=np.float64)
-    if audio.size < int(0.4 * sr):  # pyloudnorm needs one 400 ms gating block
+    nonzero = np.flatnonzero(audio)
+    speech = audio[nonzero[0] : nonzero[-1] + 1] if nonzero.size else audio[:0]
+    if speech.size < int(0.4 * sr):  # pyloudnorm needs one 400 ms gating block
         return audio.astype(np.float32)
-    meter = pyloudnorm.Meter(sr)
-    loudness = meter.integrated_loudness(audio)
-    if not np.isfinite(loudness):
+    loudness = pyloudnorm.Meter(sr).integrated_loudness(speech)
+    if not np.isfinite(loudness) or abs(loudness) > 100:
         return audio.astype(np.float32)
     gain = 10.0 ** ((TARGET_LUFS - loudness) / 20.0)
     return (audio * gain).astype(np.float32)

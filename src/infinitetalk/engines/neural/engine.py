@@ -31,30 +31,55 @@ def cover_crop(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return resized[y : y + height, x : x + width]
 
 
+#: Margin of the official default speaker boxes (``face_scale`` in ``wan/multitalk.py``).
+FACE_SCALE = 0.05
+
+
+def default_speaker_boxes(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """The official boxes when none are given: (row0, row1, col0, col1) for the left and the right
+    person, each half of the frame shrunk by 5% on every side (the official arithmetic, truncated)."""
+    r0, r1 = int(height * FACE_SCALE), int(height * (1 - FACE_SCALE))
+    half = width // 2
+    return [
+        (r0, r1, int(half * FACE_SCALE), int(half * (1 - FACE_SCALE))),
+        (r0, r1, int(half * FACE_SCALE + half), int(half * (1 - FACE_SCALE) + half)),
+    ]
+
+
+def _token_mask(pixels: np.ndarray, stride: int) -> torch.Tensor:
+    """Pixel mask -> token mask as the official code resizes it: nearest to the latent grid, then
+    nearest to the token grid, i.e. each token takes the pixel at its patch's top-left corner.
+    A mask that misses every such pixel (a small face) takes any pixel of the patch instead."""
+    sampled = pixels[::stride, ::stride] > 0
+    if not sampled.any():
+        h, w = pixels.shape[0] // stride, pixels.shape[1] // stride
+        sampled = (pixels[: h * stride, : w * stride] > 0).reshape(h, stride, w, stride).any(axis=(1, 3))
+    return torch.from_numpy(np.ascontiguousarray(sampled)).flatten()
+
+
 def speaker_masks(job: EngineJob, tokens_h: int, tokens_w: int) -> torch.Tensor | None:
     """[3, tokens] person-1 / person-2 / background masks over one latent frame's tokens (two speakers only).
 
-    From the speakers' masks or boxes (source pixels); without either, left and right halves.
+    Each person from their mask, else their box (``x0, y0, x1, y1``: x is the column; the
+    official JSON's ``bbox`` puts the row first), else the official default box. The
+    background is every token outside both people. All in output pixels.
     """
     if len(job.speakers) < 2:
         return None
-    src_h, src_w = (job.image.shape[:2]) if job.image is not None else (job.height, job.width)
+    h, w = job.height, job.width
+    stride = h // tokens_h
+    defaults = default_speaker_boxes(h, w)
     people = []
     for i, sp in enumerate(job.speakers[:2]):
+        m = np.zeros((h, w), np.uint8)
         if sp.mask is not None:
-            m = (sp.mask > 0).astype(np.uint8) * 255
+            m = sp.mask if sp.mask.shape == (h, w) else cv2.resize(sp.mask, (w, h), interpolation=cv2.INTER_NEAREST)
         elif sp.bbox is not None:
-            m = np.zeros((src_h, src_w), np.uint8)
-            m[int(sp.bbox.y0) : int(sp.bbox.y1), int(sp.bbox.x0) : int(sp.bbox.x1)] = 255
+            m[int(sp.bbox.y0) : int(sp.bbox.y1), int(sp.bbox.x0) : int(sp.bbox.x1)] = 1
         else:
-            m = np.zeros((src_h, src_w), np.uint8)
-            half = src_w // 2
-            m[:, :half] = 255 if i == 0 else 0
-            m[:, half:] = 0 if i == 0 else 255
-        small = cv2.resize(
-            cover_crop(np.repeat(m[..., None], 3, 2), job.width, job.height)[..., 0], (tokens_w, tokens_h)
-        )
-        people.append(torch.from_numpy(small > 127).flatten())
+            r0, r1, c0, c1 = defaults[i]
+            m[r0:r1, c0:c1] = 1
+        people.append(_token_mask(m, stride))
     background = ~(people[0] | people[1])
     return torch.stack([people[0], people[1], background]).float()
 
@@ -117,6 +142,9 @@ class NeuralEngine:
     def _options(self, job: EngineJob) -> SamplingOptions:
         """Per-job overrides from ``job.extras`` (steps, shift, text_scale, audio_scale, color_correction)."""
         o, e = self.options, job.extras
+        color = float(e.get("color_correction", o.color_correction))
+        if not 0.0 <= color <= 1.0:
+            raise InvalidRequest(f"color_correction must be between 0 and 1, got {color}")
         guidance = Guidance(
             float(e.get("text_scale", o.guidance.text_scale)), float(e.get("audio_scale", o.guidance.audio_scale))
         )
@@ -124,7 +152,7 @@ class NeuralEngine:
             steps=int(e.get("steps", o.steps)),
             shift=float(e.get("shift", o.shift if job.height * job.width <= 800 * 800 else 11.0)),
             guidance=guidance,
-            color_correction=float(e.get("color_correction", o.color_correction)),
+            color_correction=color,
             batch_passes=o.batch_passes,
         )
 

@@ -1,10 +1,11 @@
 """Merging LoRA / diff files (lightx2v 4-step distill, FusionX) into base weights, in the original key layout.
 
 Keys (with or without a ``diffusion_model.`` prefix): ``M.lora_down.weight`` [r, in] and
-``M.lora_up.weight`` [out, r] add ``scale * alpha/r * up @ down`` to ``M.weight`` (``M.alpha``
-optional, default r so the factor is 1); ``M.diff`` adds to ``M.weight`` (or to the
-parameter ``M`` itself, e.g. a modulation table); ``M.diff_b`` adds to ``M.bias``.
-Merging happens on the float32 tensors as each shard is read, before the cast to bf16.
+``M.lora_up.weight`` [out, r] add ``scale * up @ down`` to ``M.weight``; ``M.diff`` adds to
+``M.weight`` (or to the parameter ``M`` itself, e.g. a modulation table); ``M.diff_b`` adds to
+``M.bias``. That is the official loader's arithmetic (``WanLoraWrapper`` in ``wan/wan_lora.py``):
+an ``M.alpha`` key is ignored, as it ignores it. Merging happens on the float32 tensors as each
+shard is read, before the cast to bf16 (the official loader merges in bf16).
 """
 
 from __future__ import annotations
@@ -69,11 +70,8 @@ def _delta_one(parts: Mapping[str, torch.Tensor], key: str) -> torch.Tensor | No
         module = key[: -len(".weight")]
         down, up = parts.get(module + ".lora_down.weight"), parts.get(module + ".lora_up.weight")
         out = None
-        if down is not None and up is not None:
-            rank = down.shape[0]
-            alpha = parts.get(module + ".alpha")
-            factor = (float(alpha) / rank) if alpha is not None else 1.0
-            out = (up.float().flatten(1) @ down.float().flatten(1)) * factor
+        if down is not None and up is not None:  # no alpha / rank factor: the official loader has none
+            out = up.float().flatten(1) @ down.float().flatten(1)
         if module + ".diff" in parts:
             diff = parts[module + ".diff"].float()
             out = diff if out is None else out.reshape(diff.shape) + diff

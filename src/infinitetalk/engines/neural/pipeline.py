@@ -1,8 +1,10 @@
 """The InfiniteTalk pipeline: speech + a portrait (or a video) -> frames, chunk by chunk.
 
 Read ``generate`` top to bottom: check, encode text/audio, plan chunks, then per chunk
-encode the reference, denoise with the flow-match Euler sampler, decode, yield frames and
-carry the last 9 frames over as the next chunk's motion context.
+encode the reference, denoise with the flow-match Euler sampler, decode, colour-correct,
+yield frames and carry the last 9 frames over as the next chunk's motion context.
+The official pipeline (``wan/multitalk.py`` of MeiGen-AI/InfiniteTalk) is followed wherever
+the weights were trained or tuned with its behaviour; docs/neural-engine.md lists the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from infinitetalk.engines.base import CancelToken, ProgressCallback, no_progress
 from infinitetalk.engines.neural.audio import AudioEncoder, audio_windows
-from infinitetalk.engines.neural.loop import CHUNK_FRAMES, MOTION_FRAMES, color_match, pad_mirror, plan_chunks
+from infinitetalk.engines.neural.loop import CHUNK_FRAMES, MOTION_FRAMES, color_correct, pad_audio_tail, plan_chunks
 from infinitetalk.engines.neural.sampler import Guidance, euler_step, sigma_schedule
 from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder
 from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
@@ -23,9 +25,13 @@ from infinitetalk.engines.neural.vae import VideoVAE
 from infinitetalk.errors import InvalidRequest
 
 DEFAULT_PROMPT = "A person talks to the camera with natural expressions and head movement, clear face, steady shot."
+#: The negative prompt the model was tuned with: ``sample_neg_prompt`` of the InfiniteTalk config
+#: (``wan/configs/wan_multitalk_14B.py``), used by the official pipeline when none is given.
 NEGATIVE_PROMPT = (
-    "overexposed, static, blurry details, subtitles, worst quality, low quality, jpeg artifacts, ugly, deformed, "
-    "disfigured face, poorly drawn face, extra fingers, messy background, still picture"
+    "bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, "
+    "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, "
+    "messy background, three legs, many people in the background, walking backwards"
 )
 
 
@@ -34,7 +40,8 @@ class SamplingOptions:
     steps: int = 40
     shift: float = 7.0  # 7 for the 480p family, 11 for 720p
     guidance: Guidance = Guidance()
-    color_correction: float = 0.0
+    #: 0..1; the official command line's default is 1.0 (``--color_correction_strength``).
+    color_correction: float = 1.0
     #: Run the guidance passes as one batched forward (fast) or one at a time (less memory).
     batch_passes: bool = True
 
@@ -117,9 +124,10 @@ class InfiniteTalkPipeline:
             self._text_cache[prompt] = self.text_encoder(prompt).to(self.device, self.dtype)
         return self._text_cache[prompt]
 
-    def encode_audio(self, tracks: list[np.ndarray], num_frames: int, total: int) -> torch.Tensor:
-        """[people, total, L, C]: embeddings for ``num_frames`` frames, mirrored past the end to ``total``."""
-        embs = [pad_mirror(self.audio_encoder(a, num_frames), total) for a in tracks]
+    def encode_audio(self, tracks: list[np.ndarray], num_frames: int, end: int) -> torch.Tensor:
+        """[people, rows, L, C]: embeddings for ``num_frames`` frames, padded as the official loop
+        pads them for a last chunk that ends at frame ``end`` (``loop.pad_audio_tail``)."""
+        embs = [pad_audio_tail(self.audio_encoder(a, num_frames), end) for a in tracks]
         return torch.stack(embs)
 
     def condition(self, ref: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +151,7 @@ class InfiniteTalkPipeline:
         opts: SamplingOptions,
         ref_masks: torch.Tensor | None,
     ) -> torch.Tensor:
+        """One guidance pass per (text, audio) pair; ``audios`` holds [people, F, 5, L, C] each."""
         inp = torch.cat([x, cond], dim=1).to(self.dtype)
         n = len(texts)
         if opts.batch_passes:
@@ -151,14 +160,15 @@ class InfiniteTalkPipeline:
                 torch.full((n,), t, device=self.device),
                 torch.cat(texts),
                 clip.expand(n, -1, -1),
-                torch.cat(audios),
+                audios,
                 ref_masks,
             )
             preds = list(out.float().chunk(n))
         else:
             ts = torch.full((1,), t, device=self.device)
             preds = [
-                self.transformer(inp, ts, te, clip, au, ref_masks).float() for te, au in zip(texts, audios, strict=True)
+                self.transformer(inp, ts, te, clip, [au], ref_masks).float()
+                for te, au in zip(texts, audios, strict=True)
             ]
         return opts.guidance.combine(preds)
 
@@ -178,37 +188,40 @@ class InfiniteTalkPipeline:
         self.check_inputs(inputs, height, width)
         cancel = cancel or CancelToken()
 
-        # 2. Plan chunks; every chunk is 81 frames, the last one's audio is mirrored past the end
+        # 2. Plan chunks; every chunk is 81 frames, the last one's audio is padded past the end
         chunks = plan_chunks(inputs.num_frames)
-        total = chunks[-1].start + CHUNK_FRAMES
+        end = chunks[-1].start + CHUNK_FRAMES
         latent_t = (CHUNK_FRAMES - 1) // 4 + 1
         motion_t = (MOTION_FRAMES - 1) // 4 + 1
 
-        # 3. Encode prompts and audio (null audio for guidance: zeros, still through audio_proj)
+        # 3. Encode prompts and audio
         text = self.encode_prompt(inputs.prompt or DEFAULT_PROMPT)
         negative = self.encode_prompt(NEGATIVE_PROMPT)
         progress(0.0, "encoding audio")
-        audio = self.encode_audio(inputs.audio, inputs.num_frames, total)
+        audio = self.encode_audio(inputs.audio, inputs.num_frames, end)
 
         # 4. Timesteps
         sigmas = sigma_schedule(opts.steps, opts.shift).tolist()
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
         source = _SourceFrames(inputs.video) if inputs.video is not None else None
-        reference_image = inputs.image
+        reference: torch.Tensor | None = None  # colour reference: the first chunk's reference frame
         motion: torch.Tensor | None = None
         work, done = len(chunks) * opts.steps, 0
 
         for chunk in chunks:
             # 5. Reference frame and conditioning for this chunk
             ref = inputs.image if source is None else source.at(chunk.start)
-            if reference_image is None:
-                reference_image = ref
+            if reference is None:
+                reference = to_tensor(ref, self.device)
             clip, cond = self.condition(ref, CHUNK_FRAMES)
-            windows = torch.stack([audio_windows(a, chunk.start, CHUNK_FRAMES) for a in audio])[None].to(self.device)
+            windows = torch.stack([audio_windows(a, chunk.start, CHUNK_FRAMES) for a in audio]).to(self.device)
+            # Null audio for guidance: ONE person's zeros, still through audio_proj, as the official
+            # ``torch.zeros_like(audio_embs)[-1:]``; with two speakers that pass is unrouted.
+            null = torch.zeros_like(windows[-1:])
             if opts.guidance.passes == 3:
-                texts, audios = [text, negative, negative], [windows, windows, torch.zeros_like(windows)]
+                texts, audios = [text, negative, negative], [windows, windows, null]
             elif opts.guidance.passes == 2:
-                texts, audios = [text, text], [windows, torch.zeros_like(windows)]
+                texts, audios = [text, text], [windows, null]
             else:
                 texts, audios = [text], [windows]
 
@@ -228,12 +241,16 @@ class InfiniteTalkPipeline:
                 done += 1
                 progress(done / work, f"chunk {chunk.index + 1}/{len(chunks)}, step {i + 1}/{opts.steps}")
 
-            # 8. Decode, keep the new frames, carry the last 9 frames over as motion context
-            frames = to_frames(self.vae.decode(x))
+            # 8. Decode (float, clamped to [-1, 1]), colour-correct, carry the last 9 frames over as
+            #    motion context encoded from those float frames (as the official loop does), then
+            #    round to uint8 for the output
+            video = self.vae.decode(x)
             if opts.color_correction > 0:
-                frames = color_match(frames, reference_image, opts.color_correction)
-            tail = torch.cat([to_tensor(f, self.device)[:, :, None] for f in frames[-MOTION_FRAMES:]], dim=2)
-            motion = self.vae.encode(tail)[:, :, :motion_t]
+                video = color_correct(video, reference, opts.color_correction)
+            if chunk.index < len(chunks) - 1:
+                motion = self.vae.encode(video[:, :, -MOTION_FRAMES:])[:, :, :motion_t]
+            frames = to_frames(video)
+            del video
             if on_chunk is not None:
                 on_chunk(chunk.index, frames)
             yield from frames[chunk.keep_from : chunk.keep_from + chunk.keep]

@@ -7,7 +7,9 @@ the tensor shapes, so the same code loads the 11B-parameter originals and the ti
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -164,6 +166,30 @@ def load_clip(path: Path, device: torch.device | str, dtype: torch.dtype) -> CLI
     return model.eval().requires_grad_(False)
 
 
+# Parts of ftfy.fix_text (ftfy 6's default fixes) that change ordinary prompts: fullwidth and
+# halfwidth forms to their usual width (U+3000 to a space, U+FF01-U+FFEF by NFKC: a Chinese
+# prompt's '，' becomes ','), curly quotes to straight ones, Latin ligatures split, NFC.
+_WIDTH = {0x3000: " "} | {
+    i: unicodedata.normalize("NFKC", chr(i))
+    for i in range(0xFF01, 0xFFF0)
+    if unicodedata.normalize("NFKC", chr(i)) != chr(i)
+}
+_QUOTES = {c: "'" for c in range(0x2018, 0x201C)} | {0x02BC: "'"} | {c: '"' for c in range(0x201C, 0x2020)}
+_LIGATURES = {c: unicodedata.normalize("NFKC", chr(c)) for c in range(0xFB00, 0xFB07)}
+
+
+def clean_prompt(text: str) -> str:
+    """Wan's prompt clean-up before tokenising (``HuggingfaceTokenizer(clean='whitespace')`` in
+    ``wan/modules/tokenizers.py``): ftfy's fixes (the subset above; ftfy unescapes HTML too unless
+    the text has a '<'), HTML unescaped twice, whitespace runs collapsed to one space, stripped.
+    ftfy's repair of mis-decoded text (mojibake) and control characters is not reproduced."""
+    text = unicodedata.normalize("NFC", text.translate(_WIDTH).translate(_QUOTES).translate(_LIGATURES))
+    if "<" not in text:
+        text = html.unescape(text)
+    text = html.unescape(html.unescape(text)).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
 class TextEncoder:
     """Prompt -> [1, 512, text_dim] embeddings, zero past the prompt's tokens (as Wan pads them)."""
 
@@ -174,7 +200,7 @@ class TextEncoder:
     @torch.no_grad()
     def __call__(self, prompt: str) -> torch.Tensor:
         ids = self.tokenizer(
-            [prompt],
+            [clean_prompt(prompt)],
             padding="max_length",
             max_length=TEXT_LEN,
             truncation=True,
