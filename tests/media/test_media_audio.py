@@ -122,3 +122,16 @@ def test_unreadable_audio_is_worded_without_our_file_names(tmp_path: Path) -> No
     message = info.value.message
     assert message.startswith("audio.1: could not read the audio (the decoder said: "), message
     assert "xc7txxg9" not in message and "task_" not in message and "''" not in message
+
+
+def test_a_wav_is_measured_by_its_samples_not_its_header(speech_wav: Path, tmp_path: Path) -> None:
+    """The PCM WAV fast path (no FFmpeg) bills what the decoder would: a cut file counts what is left."""
+    from infinitetalk.media.audio import decode_audio, probe_duration
+
+    cut = tmp_path / "cut.wav"
+    data = speech_wav.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # the header still claims the whole length
+    for path in (speech_wav, cut):
+        decoded = len(decode_audio(path, sample_rate=16_000)) / 16_000
+        assert abs(probe_duration(path) - decoded) < 1e-3
+    assert probe_duration(cut) < probe_duration(speech_wav) * 0.6
