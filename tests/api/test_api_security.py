@@ -67,6 +67,7 @@ def test_hostile_upload_names_are_only_names(keyed_server: Server, key: dict, fi
     assert response.status_code == 201, response.text
     upload = response.json()
     assert not upload["filename"].startswith(".") and "/" not in upload["filename"]
+    assert upload["expires_at"].endswith("Z")  # a zone, or clients read the expiry in their local time
     assert set(_db_files(keyed_server.data_dir)) == set(before)  # nothing new beside the database
     client = keyed_server.client(key["key"])
     task = client.submit({"image": file_server.url("grace_hopper.jpg"), "audio": upload["url"]})

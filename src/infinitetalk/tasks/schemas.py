@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -133,6 +133,12 @@ class UploadPublic(BaseModel):
     filename: str
     bytes: int
     expires_at: datetime
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # the store keeps naive UTC; a client must not read a time with no zone as its own local time
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class ErrorDetail(BaseModel):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -54,7 +56,7 @@ async def upload_ticket(request: Request, runtime: RuntimeDep, key: KeyDep, base
     upload_instruction = {"method": "PUT", "url": f"{base_url}/api/v3/media/uploads/{upload.id}",
                           "headers": {"Content-Type": body.content_type or "application/octet-stream"}}
     return envelope({"upload": upload_instruction, "download_url": f"{base_url}/v1/uploads/{upload.id}",
-                     "expires_at": upload.expires_at.isoformat()})
+                     "expires_at": upload.expires_at.replace(tzinfo=UTC).isoformat()})
 
 
 @router.put("/media/uploads/{upload_id}", response_model=None, openapi_extra={"requestBody": {
