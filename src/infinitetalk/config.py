@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: float = 5
     #: Connections the kernel queues before the server accepts them.
     backlog: int = 2048
+    #: A key that authenticated is trusted this long without another database read (so a revoked key
+    #: works for at most this long); 0: read the store on every request.
+    key_cache_s: float = 1.0
     #: Serve callers that send no API key (loopback callers only). Only ever what the operator asked for
     #: (`serve --open`); an empty key table never opens the server.
     open: bool = False

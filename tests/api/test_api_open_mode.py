@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from api_servers import Server, cli, make_key
+from api_servers import Server, cli, make_key, wait_until
 
 
 def test_open_mode_says_so(preview_server: Server) -> None:
@@ -27,5 +27,6 @@ def test_revoking_the_last_key_does_not_open_the_server(tmp_path: Path) -> None:
     with Server(tmp_path, env={"INFINITETALK_ENGINE": "instant"}) as server:
         assert httpx.get(f"{server.url}/v1/tasks", headers={"X-API-Key": key["key"]}).status_code == 200
         cli("keys", "revoke", key["id"], data_dir=tmp_path)
-        assert httpx.get(f"{server.url}/v1/tasks", headers={"X-API-Key": key["key"]}).status_code == 401
+        wait_until(lambda: httpx.get(f"{server.url}/v1/tasks", headers={"X-API-Key": key["key"]}).status_code == 401,
+                   timeout=10, what="the revoked key to be refused (after the 1 s key cache)")
         assert httpx.get(f"{server.url}/v1/tasks").status_code == 401

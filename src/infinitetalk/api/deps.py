@@ -7,14 +7,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from infinitetalk.tasks import keys
 from infinitetalk.tasks.errors import Unauthorized
 from infinitetalk.tasks.models import ApiKey
 from infinitetalk.tasks.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    # async: a plain attribute read must not cost a trip through the thread pool on every request
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -38,8 +42,7 @@ def get_key(request: Request, runtime: RuntimeDep) -> ApiKey | None:
     """The caller's key; None for a key-less loopback caller when the operator started the server `--open`."""
     presented = _presented_key(request)
     if presented:
-        with runtime.sessions() as session:
-            return keys.authenticate(session, key=presented)
+        return runtime.keys.authenticate(presented)
     if runtime.settings.open and _loopback(request.client.host if request.client else None):
         return None
     raise Unauthorized("send an API key: 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from infinitetalk.errors import InvalidRequest
 from infinitetalk.tasks import billing
 from infinitetalk.tasks.errors import NotFound, Unauthorized
+from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.models import MICROS, ApiKey, utcnow
 
 KEY_PREFIX = "itk_"
@@ -93,3 +95,27 @@ def authenticate(session: Session, *, key: str) -> ApiKey:
 def any_active(session: Session) -> bool:
     """Whether any key can be used; with none the server runs open (loopback only)."""
     return session.scalars(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)).first() is not None
+
+
+class KeyCache:
+    """Keys recently authenticated, for ``ttl_s``: a status poll should not cost a database read for its key.
+    Only successes are kept (a new key works at once); a revoked key keeps working for at most ``ttl_s``."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, sessions: SessionFactory, *, ttl_s: float) -> None:
+        self._sessions, self._ttl_s = sessions, ttl_s
+        self._known: dict[str, tuple[ApiKey, float]] = {}
+
+    def authenticate(self, key: str) -> ApiKey:
+        digest = hash_key(key)
+        hit = self._known.get(digest)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        with self._sessions() as session:
+            record = authenticate(session, key=key)
+        if self._ttl_s > 0:
+            if len(self._known) >= self.MAX_ENTRIES:  # many keys, or someone cycling them: start over
+                self._known.clear()
+            self._known[digest] = (record, time.monotonic() + self._ttl_s)
+        return record

@@ -20,6 +20,7 @@ from infinitetalk.storage import open_storage
 from infinitetalk.storage.retention import Sweeper, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, open_database
 from infinitetalk.tasks.fleet import WorkerRegistration
+from infinitetalk.tasks.keys import KeyCache
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.outbox import Outbox
@@ -61,6 +62,7 @@ class Runtime:
             self.dispatcher = InProcessDispatcher(runner.run, workers=settings.workers, token=runner.new_token)
         self.engine_name = self.engine.name if self.engine else "workers"
         self.uploads = Uploads(sessions=self.sessions, storage=self.storage, settings=settings)
+        self.keys = KeyCache(self.sessions, ttl_s=settings.key_cache_s)
         self.service = TaskService(sessions=self.sessions, storage=self.storage, uploads=self.uploads, settings=settings,
                                    lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics)
         self.sweeper = Sweeper(self.storage, settings, also=self.uploads.forget_expired)

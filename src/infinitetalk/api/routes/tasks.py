@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep, get_key, get_runtime
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep, get_key, runtime_of
 from infinitetalk.api.errors import ERROR_RESPONSES
 from infinitetalk.api.submission import read_json, read_multipart, read_submission
 from infinitetalk.api.waiting import prefer_wait, task_events, wait_for_end
@@ -68,7 +68,7 @@ async def create_task(request: Request, response: Response, runtime: RuntimeDep,
 async def list_tasks(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: str | None = None,
                      status: TaskStatus | None = None) -> Response:
     """The caller's own tasks, newest first, a page at a time."""
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
 
     def page() -> bytes:
         key = get_key(request, runtime)
@@ -85,7 +85,7 @@ async def list_tasks(request: Request, limit: Annotated[int, Query(ge=1, le=100)
 @router.get("/tasks/{task_id}", response_model=TaskPublic)
 async def get_task(task_id: str, request: Request, prefer: Annotated[str | None, Header()] = None) -> Response:
     """Status, progress, cost, timings, outputs (signed URLs) and error of one task."""
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     wait = prefer_wait(prefer, runtime.settings.max_wait_s)
     if wait:
         key = await run_in_threadpool(get_key, request, runtime)
