@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infinitetalk.engines.neural.buckets import ASPECT_RATIO_627, ASPECT_RATIO_768, ASPECT_RATIO_960, bucket_size
+from infinitetalk.schema.buckets import ASPECT_RATIO_627, ASPECT_RATIO_768, ASPECT_RATIO_960
+from infinitetalk.schema.buckets import output_size as bucket_size
 
 
 @pytest.mark.parametrize(
