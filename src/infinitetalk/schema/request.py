@@ -38,7 +38,11 @@ MediaRef = Annotated[str, Field(min_length=1, description="Local path, http(s) U
 
 
 class BBox(BaseModel):
-    """A face box in source-image pixels: x0, y0 (top-left) to x1, y1 (bottom-right)."""
+    """A face box in source-image pixels: x0, y0 (top-left) to x1, y1 (bottom-right).
+
+    The official InfiniteTalk JSON files write a box row first (``[a, b, c, d]`` = top, left, bottom, right);
+    as ours it is ``x0=b, y0=a, x1=d, y1=c``.
+    """
 
     model_config = ConfigDict(frozen=True)
     x0: float
