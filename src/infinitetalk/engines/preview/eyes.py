@@ -1,8 +1,11 @@
 """The eye rig: a blink moves the upper lid down to meet the lower lid, stretching the lid skin.
 
-u runs from the outer to the inner eye corner (-1..1 around the eye's middle), v across
-the corner line in pixels. Between the lids the eyeball is squeezed to nothing; above the
-upper lid the skin stretches, fading out before the brow; the lower lid rises a little.
+u runs along the corner line from the eye corner on the image's left to the one on its
+right (-1..1 around the eye's middle), v across it in pixels, + towards the chin, for both
+eyes. (With u from the outer to the inner corner, the left eye's v pointed up, its lids
+swapped places and it never closed: every blink was a wink.) Between the lids the eyeball
+is squeezed to nothing; above the upper lid the skin stretches, fading out before the
+brow; the lower lid rises a little.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ class EyeRig:
     def __init__(self, points: np.ndarray, side: str, crop_size: tuple[int, int]) -> None:
         outer, inner, upper, lower = _EYES[side]
         a, b = points[outer], points[inner]
+        if b[0] < a[0]:  # u from the image's left: v (u turned +90 degrees) then points down the face
+            a, b = b, a
         half = float(np.linalg.norm(b - a)) / 2
         frame = Frame2D((a + b) / 2, b - a, half)
         uu, uv = frame.points_uv(points[list(upper)])
