@@ -4,6 +4,9 @@ Only a crop around the head is ever warped; the rest of the picture is copied as
 frame: head motion gives a smooth backward map over the crop; the mouth (and, while
 blinking, the eyes) add their exact column-wise inverses on top, sampled where the head
 motion looks; one cv2.remap warps the crop; the mouth interior is painted into the gap.
+In video-to-video the rigs are built on the face with its mouth closed to the source's
+neutral one (``neutral.py``), and each frame's mouth table closes the source's own
+opening before it opens the mouth for the new speech.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from infinitetalk.engines.preview.head import HeadRig
 from infinitetalk.engines.preview.interior import paint_interior, palette_from
 from infinitetalk.engines.preview.landmarks import Face
 from infinitetalk.engines.preview.mouth import MouthPose, MouthRig
+from infinitetalk.engines.preview.neutral import Closing
 
 _CROP_MARGIN = 0.7  # of the face's size, around its landmarks
 #: Mean landmark change (after the shift is taken out), in eye distances, that still reuses the rigs.
 _FOLLOW_TOLERANCE = 0.03
+_NEUTRAL_TOLERANCE = 0.015  # eye distances the neutral mouth may close by and still reuse the rigs
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,13 @@ class FacePose:
 
 
 class FaceAnimator:
-    def __init__(self, image: np.ndarray, face: Face, rng: np.random.Generator) -> None:
+    def __init__(self, image: np.ndarray, face: Face, rng: np.random.Generator,
+                 closing: Closing | None = None) -> None:
+        """``closing``: this frame's (video-to-video): the rigs are built on the face with its mouth closed."""
         h, w = image.shape[:2]
+        own = face.points
+        face = Face(closing.close(own)) if closing is not None else face
+        self._neutral = closing.neutral if closing is not None else 0.0
         fx0, fy0, fx1, fy1 = face.box
         fw, fh = fx1 - fx0, fy1 - fy0
         x0 = max(0, int(fx0 - _CROP_MARGIN * fw))
@@ -54,8 +64,10 @@ class FaceAnimator:
         self.mouth = MouthRig(pts, size)
         self.eyes = [EyeRig(pts, side, size) for side in ("right", "left")]
         self.head = HeadRig((fx0 - x0, fy0 - y0, fx1 - x0, fy1 - y0), pts[lm.CHIN], size)
-        outer = np.concatenate([pts[list(lm.OUTER_UPPER)], pts[list(lm.OUTER_LOWER)][::-1]])
-        inner = np.concatenate([pts[list(lm.INNER_UPPER)], pts[list(lm.INNER_LOWER)][::-1]])
+        # The lips' colour where they are in these pixels (open or not).
+        seen = own - np.array([x0, y0], np.float32)
+        outer = np.concatenate([seen[list(lm.OUTER_UPPER)], seen[list(lm.OUTER_LOWER)][::-1]])
+        inner = np.concatenate([seen[list(lm.INNER_UPPER)], seen[list(lm.INNER_LOWER)][::-1]])
         nose = pts[lm.NOSE_TIP]
         r = int(0.25 * self.eye_px)
         cheek = (int(nose[0] - 3 * r), int(nose[1] - r), int(nose[0] + 3 * r), int(nose[1] + r))
@@ -67,15 +79,21 @@ class FaceAnimator:
         grain = rng.normal(0, 1, (size[1], size[0])).astype(np.float32)
         self.grain = 1 + 0.06 * cv2.GaussianBlur(grain, (0, 0), 0.8) / 0.35
 
-    def follow(self, frame: np.ndarray, face: Face) -> bool:
+    def follow(self, frame: np.ndarray, face: Face, closing: Closing | None = None) -> bool:
         """Take this frame's pixels for ``face`` if it only slid since the rigs were built.
 
         Rebuilding the rigs costs more than animating a frame; a face that moved by whole
         pixels (camera drift, small head moves) keeps them. False: the face changed shape
-        or left the picture, build a new animator.
+        or left the picture, build a new animator. With ``closing``, the face is compared
+        with its mouth closed: a mouth that talks in the source keeps the rigs too.
         """
-        shift = (face.points - self.points).mean(axis=0)
-        if np.abs(face.points - self.points - shift).mean() > _FOLLOW_TOLERANCE * self.eye_px:
+        points = closing.close(face.points) if closing is not None else face.points
+        shift = (points - self.points).mean(axis=0)
+        if np.abs(points - self.points - shift).mean() > _FOLLOW_TOLERANCE * self.eye_px:
+            return False
+        # The rig opens the lips where they meet when closed: once the source's mouth has been
+        # seen more closed than when the rig was built (a clip that starts mid-word), rebuild.
+        if closing is not None and closing.neutral < self._neutral - _NEUTRAL_TOLERANCE:
             return False
         dx, dy = (int(round(v)) for v in shift)
         x0, y0, x1, y1 = self.box
@@ -87,13 +105,16 @@ class FaceAnimator:
         self.source = np.ascontiguousarray(frame[y0 + dy : y1 + dy, x0 + dx : x1 + dx])
         return True
 
-    def render(self, frame: np.ndarray, pose: FacePose) -> None:
-        """Draw this face in ``pose`` into ``frame`` (in place)."""
+    def render(self, frame: np.ndarray, pose: FacePose, closing: Closing | None = None) -> None:
+        """Draw this face in ``pose`` into ``frame`` (in place); ``closing``: shut the frame's own mouth first."""
         move = (pose.head_dx, pose.head_dy, pose.head_angle)
         # No head motion of our own (video-to-video keeps the source's): the identity map.
         mapping = self.head.backward_map(*move) if any(move) else self.head.identity_map()
         mouth_pose = MouthPose(open=pose.open, shape=pose.shape)
-        self._add_local(mapping, self.mouth.warp, *self.mouth.forward_tables(mouth_pose))
+        x0, y0, x1, y1 = self.box
+        if closing is not None:
+            closing = closing.moved((-x0, -y0))
+        self._add_local(mapping, self.mouth.warp, *self.mouth.forward_tables(mouth_pose, closing))
         if pose.blink > 0.01:
             for eye in self.eyes:
                 self._add_local(mapping, eye.warp, *eye.forward_tables(pose.blink))
@@ -103,7 +124,6 @@ class FaceAnimator:
             upper = self.head.forward_points(upper, *move)
             lower = self.head.forward_points(lower, *move)
             paint_interior(crop, upper, lower, self.eye_px, self.palette, self.grain, teeth=self._paint_teeth)
-        x0, y0, x1, y1 = self.box
         frame[y0:y1, x0:x1] = crop
 
     @staticmethod

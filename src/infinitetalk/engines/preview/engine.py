@@ -6,14 +6,16 @@ the head or show a tongue that says "th". See docs/preview-engine.md.
 
 Image-to-video animates the portrait with speech, blinks and a little head motion.
 Video-to-video keeps the source's own motion (no added blinks or head motion) and
-re-animates each speaker's mouth on every frame where their face is found; frames where
-it is lost pass through unchanged.
+re-animates each speaker's mouth on every frame where their face is found, after closing
+the source's own mouth motion (``neutral.py``); frames where it is lost pass through
+unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from infinitetalk.engines.preview.animator import FaceAnimator, FacePose
 from infinitetalk.engines.preview.audio_features import speech_features
 from infinitetalk.engines.preview.faces import assign_faces
 from infinitetalk.engines.preview.landmarks import Face, detect_faces
+from infinitetalk.engines.preview.neutral import NeutralMouth
 from infinitetalk.engines.preview.tracking import FaceTracker
 from infinitetalk.engines.preview.tracks import HeadTrack, blink_track, head_track
 from infinitetalk.schema import Mode
@@ -74,24 +77,26 @@ class PreviewEngine:
         if still:
             animators = [FaceAnimator(first, face, np.random.default_rng(s)) for face, s in zip(faces, grain_seeds,
                                                                                                   strict=True)]
-            sources = (first for _ in range(job.num_frames))
-            tracked = None
+            sources: Iterator[tuple[np.ndarray, list[Face | None]]] = ((first, faces) for _ in range(job.num_frames))
+            tracked, neutral = None, []
         else:
             assert job.video_frames is not None
             animators = [None] * len(faces)
-            sources = job.video_frames()
+            neutral = [NeutralMouth() for _ in faces]
             tracked = FaceTracker(faces)
+            sources = _tracked(job.video_frames(), tracked, neutral, ahead=job.fps)
         try:
-            for i, source in enumerate(sources):
+            for i, (source, current) in enumerate(sources):
                 cancel.raise_if_canceled()
                 frame = source.copy()
-                current = tracked.update(source) if tracked else faces
                 for k, (plan, face) in enumerate(zip(plans, current, strict=True)):
                     if face is None:
                         continue  # this speaker's face is lost in this frame: leave it as it is
-                    if tracked and (animators[k] is None or not animators[k].follow(source, face)):
-                        animators[k] = FaceAnimator(source, face, np.random.default_rng(grain_seeds[k]))
-                    animators[k].render(frame, plan.pose(i))
+                    # Video-to-video: the source's own mouth motion is closed first, the new speech opens it.
+                    closing = neutral[k].closing(source, face.points) if tracked else None
+                    if tracked and (animators[k] is None or not animators[k].follow(source, face, closing)):
+                        animators[k] = FaceAnimator(source, face, np.random.default_rng(grain_seeds[k]), closing)
+                    animators[k].render(frame, plan.pose(i), closing)
                 if i % _PROGRESS_EVERY == 0:
                     progress(i / job.num_frames, "animating")
                 yield frame
@@ -113,3 +118,21 @@ class PreviewEngine:
         blinks = blink_track(rng, job.num_frames, job.fps)
         head = head_track(rng, job.num_frames, job.fps, face.eye_distance, feats.energy)
         return _SpeakerPlan(openness, feats.shape, blinks, head)
+
+
+def _tracked(frames: Iterator[np.ndarray], tracker: FaceTracker, neutral: list[NeutralMouth],
+             ahead: int) -> Iterator[tuple[np.ndarray, list[Face | None]]]:
+    """Each source frame with its speakers' faces; the first ``ahead`` frames are tracked before any is drawn.
+
+    The look ahead lets each speaker's neutral mouth see the source's lips meet before the
+    first frame is closed to it: a clip that starts mid-word is not left open (or taken for a
+    smile) until then. It costs memory for those frames (a second's worth), not time.
+    """
+    first = [(frame, tracker.update(frame)) for frame in islice(frames, ahead)]
+    for frame, faces in first:
+        for mouth, face in zip(neutral, faces, strict=True):
+            if face is not None:
+                mouth.observe(frame, face.points)
+    yield from first
+    for frame in frames:
+        yield frame, tracker.update(frame)

@@ -16,6 +16,7 @@ import numpy as np
 from infinitetalk.engines.preview import landmarks as lm
 from infinitetalk.engines.preview.column_warp import ColumnWarp
 from infinitetalk.engines.preview.geometry import Frame2D, smoothstep
+from infinitetalk.engines.preview.neutral import Closing
 
 # Amplitudes, in eye distances (E) or mouth half-widths (W).
 UPPER_RAISE_E = 0.055
@@ -94,10 +95,34 @@ class MouthRig:
         self.lift_v = (-CORNER_LIFT_E * e * np.minimum(au, 1.0) ** 2 * h
                        * np.where(au <= 1, 1.0, np.exp(-(((au - 1) / 0.8) ** 2)))).astype(np.float32)
 
-    def forward_tables(self, pose: MouthPose) -> tuple[np.ndarray, np.ndarray]:
+    def forward_tables(self, pose: MouthPose, closing: Closing | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Forward tables for ``pose``; with ``closing`` (crop pixels), the frame's own mouth is shut first.
+
+        The rig is built on the closed face, so the two compose on the table: skin at v closes
+        to w = v + close(v), then opens to w + open(w).
+        """
         fu = (CORNER_PULL_W * pose.shape - OPEN_NARROW_W * pose.open) * self.corner_u
         fv = pose.open * self.open_v + max(pose.shape, 0.0) * self.lift_v
+        if closing is not None and closing.amount > 0:
+            fu, fv = self._after(closing, fu, fv)
         return fu.astype(np.float32), fv.astype(np.float32)
+
+    def _after(self, closing: Closing, fu: np.ndarray, fv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u, v = self.warp.table_uv()
+        rows = self.warp.v_grid
+        d = closing.displacement(self.frame, u, v + self.warp.line(self.warp.u_grid)[None, :])
+        d *= 1 - smoothstep(rows[-1] - 0.1 * self.e, rows[-1], v)  # nothing moves at the table's edge
+        w = v + d
+        # The opening tables sampled at w, column by column (rows are evenly spaced).
+        at = np.clip((w - rows[0]) / (rows[1] - rows[0]), 0, len(rows) - 1)
+        i0 = np.minimum(at.astype(np.int64), len(rows) - 2)
+        frac = at - i0
+        cols = np.arange(len(self.warp.u_grid))[None, :]
+
+        def sample(table: np.ndarray) -> np.ndarray:
+            return table[i0, cols] * (1 - frac) + table[i0 + 1, cols] * frac
+
+        return sample(fu), d + sample(fv)
 
     def inner_lips(self, pose: MouthPose) -> tuple[np.ndarray, np.ndarray]:
         """The gap to paint (top, bottom; corner to corner) where this pose moves it, crop pixels.

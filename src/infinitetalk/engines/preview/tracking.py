@@ -12,13 +12,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from infinitetalk.engines.preview.landmarks import Face, faces_in
+from infinitetalk.engines.preview.landmarks import INNER_LOWER, INNER_UPPER, Face, faces_in
 
 _MATCH = 0.6  # a face matches if its centre is within this share of the previous face's width
 _CROP_MARGIN = 0.6
 _UPSCALE_TO = 384
 _MESH = 468  # face-mesh points without the refined iris ones
 _STILL_PX = 0.75  # a face that moved less than this between two looks may skip the next one
+# Lips count on their own (a mouth that talks hardly moves the average): the closing of a
+# source's own mouth motion needs each frame's lips.
+_UPPER_LIP, _LOWER_LIP = list(INNER_UPPER), list(INNER_LOWER)
 
 
 class FaceTracker:
@@ -50,9 +53,7 @@ class FaceTracker:
             if face is not None:
                 found = [f for f in found if f is not face]
         self._moved = max(
-            # the first 468 points: the first frame's faces also carry the 10 refined iris points
-            (float(np.abs(c.points[:_MESH] - last.points[:_MESH]).mean(axis=0).max()) if c is not None else np.inf)
-            for c, last in zip(current, self._last_seen, strict=True)
+            (_motion(c, last) if c is not None else np.inf) for c, last in zip(current, self._last_seen, strict=True)
         )
         self._last_seen = [c if c is not None else last for c, last in zip(current, self._last_seen, strict=True)]
         self.previous = current
@@ -63,7 +64,8 @@ class FaceTracker:
         """Skip the mesh on every other frame while every face is found and nearly still.
 
         The mesh is the largest per-frame cost of video-to-video; a face that moved less than
-        _STILL_PX since the last look is where it was, to within what anyone can see.
+        _STILL_PX since the last look (and whose lips opened or closed less than that) is where it
+        was, to within what anyone can see.
         """
         if self._coasted or self._moved > _STILL_PX or any(f is None for f in self.previous):
             return False
@@ -86,6 +88,17 @@ class FaceTracker:
         crop = cv2.resize(frame[cy0:cy1, cx0:cx1], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         faces = [Face((f.points / scale + (cx0, cy0)).astype(np.float32)) for f in faces_in(self._static, crop)]
         return _nearest(faces, last)
+
+
+def _motion(face: Face, last: Face) -> float:
+    """How far a face moved between two looks, pixels: on average, or its mouth opened or closed."""
+    # the first 468 points: the first frame's faces also carry the 10 refined iris points
+    mean = float(np.abs(face.points[:_MESH] - last.points[:_MESH]).mean(axis=0).max())
+    return max(mean, float(np.abs(_lip_gaps(face) - _lip_gaps(last)).max()))
+
+
+def _lip_gaps(face: Face) -> np.ndarray:
+    return np.linalg.norm(face.points[_LOWER_LIP] - face.points[_UPPER_LIP], axis=1)
 
 
 def _nearest(faces: list[Face], last: Face) -> Face | None:
