@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +208,13 @@ def s3_endpoint() -> Iterator[S3Server]:
     """A fresh SeaweedFS S3 gateway: ``endpoint_url``, ``bucket`` (created), ``access_key``, ``secret_key``."""
     with _service(s3_server()) as server:
         yield server
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sqlite_outside_tests_api(request: pytest.FixtureRequest) -> None:
+    """tests/api runs twice, the second time on PostgreSQL, and api_servers keeps that choice for the rest of
+    the session; every other folder's servers keep the single-machine default (SQLite). Module scope, so it
+    runs before the module's own server fixtures."""
+    api_servers = sys.modules.get("api_servers")
+    if api_servers is not None and "api" not in request.path.relative_to(Path(__file__).parent).parts[:1]:
+        api_servers.use_postgres(None)
