@@ -19,6 +19,9 @@ MAX_CONNECTIONS = 20
 INHERITED_SOFT_LIMIT = 512
 STALLED = 600
 
+# SQLite only: connection limits and timeouts live in the HTTP layer; the store is not involved, so a PostgreSQL pass would repeat it for nothing.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> Iterator[tuple[Server, str]]:

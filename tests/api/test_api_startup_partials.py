@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from api_servers import FileServer, Server, make_key, wait_until
+
+# SQLite only: partial files on disk; the store plays no part, so a PostgreSQL pass would repeat it for nothing.
+pytestmark = pytest.mark.sqlite_only
 
 
 def _partials(data_dir: Path, task_id: str) -> list[Path]:
