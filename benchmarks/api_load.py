@@ -132,16 +132,19 @@ def run_phase(name: str, seconds: float, concurrency: int, call: Callable[[httpx
     }
 
 
-def start_server(work: Path) -> tuple[subprocess.Popen, str, str]:
+#: The one render thread sleeps an hour in the first task's first frame: queued tasks stay queued and no
+#: encoding shares the server's CPU counters. The queue cap is lifted so every submit is a real one.
+PARKED = {"INFINITETALK_INSTANT_FRAME_DELAY_S": "3600", "INFINITETALK_MAX_QUEUED_PER_KEY": "1000000"}
+
+
+def start_server(work: Path, settings: dict[str, str] = PARKED) -> tuple[subprocess.Popen, str, str]:
+    """`infinitetalk serve` (instant engine, one render thread, ``settings`` on top) and a funded key."""
     cli = [sys.executable, "-m", "infinitetalk.cli"]
     made = subprocess.run([*cli, "keys", "create", "load", "--balance", "1000000", "--json", "--data-dir", str(work)],
                           check=True, capture_output=True, text=True)
     key = json.loads(made.stdout)["key"]
     port = _free_port()
-    # The one render thread sleeps an hour in the first task's first frame: queued tasks stay queued and
-    # no encoding shares the server's CPU counters. The queue cap is lifted so every submit is a real one.
-    env = {**os.environ, "INFINITETALK_ENGINE": "instant", "INFINITETALK_WORKERS": "1",
-           "INFINITETALK_INSTANT_FRAME_DELAY_S": "3600", "INFINITETALK_MAX_QUEUED_PER_KEY": "1000000"}
+    env = {**os.environ, "INFINITETALK_ENGINE": "instant", "INFINITETALK_WORKERS": "1", **settings}
     server = subprocess.Popen([*cli, "serve", "--port", str(port), "--data-dir", str(work), "--log-level", "warning"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -17,67 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import matplotlib
+from api_load import cpu_seconds, start_server, stop_server
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: Slow enough that the task outlives the measurement, fast enough that progress moves at every heartbeat.
 FRAME_DELAY_S = 0.25
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of ``pid`` so far (fields 14 and 15 of /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces; fields follow its ')'
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(work: Path) -> tuple[subprocess.Popen, str, str]:
-    cli = [sys.executable, "-m", "infinitetalk.cli"]
-    made = subprocess.run([*cli, "keys", "create", "sse", "--balance", "1000", "--json", "--data-dir", str(work)],
-                          capture_output=True, text=True, check=True)
-    key = json.loads(made.stdout)["key"]
-    port = _free_port()
-    env = {**os.environ, "INFINITETALK_ENGINE": "instant", "INFINITETALK_WORKERS": "1",
-           "INFINITETALK_INSTANT_FRAME_DELAY_S": str(FRAME_DELAY_S)}
-    server = subprocess.Popen([*cli, "serve", "--port", str(port), "--data-dir", str(work), "--log-level", "warning"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return server, base, key
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the server did not start (exit {server.poll()})")
-        time.sleep(0.2)
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def submit_long_task(base: str, key: str, work: Path, seconds: float) -> str:
@@ -141,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sse-waiters-"))
-    server, base, key = start_server(work)
+    server, base, key = start_server(work, {"INFINITETALK_INSTANT_FRAME_DELAY_S": str(FRAME_DELAY_S)})
     try:
         task_id = submit_long_task(base, key, work, 3 * args.seconds + 60)
         before, started = cpu_seconds(server.pid), time.monotonic()
