@@ -13,6 +13,9 @@ import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
+
+# api_servers (the real server, file server and webhook receiver) serves the tests of every folder
+sys.path.insert(0, str(Path(__file__).parent / "api"))
 from services import PostgresServer, S3Server, ServiceMissing, postgres_server, redis_server, s3_server
 
 SENTENCES = {
@@ -218,3 +221,12 @@ def _sqlite_outside_tests_api(request: pytest.FixtureRequest) -> None:
     api_servers = sys.modules.get("api_servers")
     if api_servers is not None and "api" not in request.path.relative_to(Path(__file__).parent).parts[:1]:
         api_servers.use_postgres(None)
+
+
+@pytest.fixture
+def webhook_receiver():  # noqa: ANN201 - an api_servers.WebhookReceiver
+    """A loopback receiver that records every webhook POST (answers with ``statuses`` in turn, then 200)."""
+    from api_servers import WebhookReceiver
+
+    with WebhookReceiver() as receiver:
+        yield receiver

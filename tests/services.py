@@ -82,6 +82,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen
     log: Path
+    args: list[str]
 
     @property
     def url(self) -> str:
@@ -95,26 +96,39 @@ class RedisServer:
         except OSError:
             return False
 
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes an append-only file and exits."""
+        _stop(self.process, grace_s=10)
+
+    def start(self) -> None:
+        """Start again on the same port and folder (after ``stop``)."""
+        self.process = _start_redis(self.args)
+        _wait(self.ping, process=self.process, log=self.log, what="redis-server")
+
+
+def _start_redis(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free loopback port, in memory only (no RDB/AOF files)."""
+def redis_server(*, append_only: bool = False) -> Iterator[RedisServer]:
+    """A fresh redis-server on a free loopback port: in memory only, or (``append_only``) keeping its queue in
+    an append-only file across a ``stop`` and ``start``, as an operator's Redis for a fleet should."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceMissing("redis-server is missing: " + INSTALL_HINT.format(apt="redis-server"))
     folder = Path(tempfile.mkdtemp(prefix="infinitetalk-redis-"))
     port = free_ports(1)[0]
     log = folder / "redis.log"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-         "--appendonly", "no", "--daemonize", "no", "--logfile", str(log)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    server = RedisServer(port, process, log)
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
+            "--appendonly", "yes" if append_only else "no", "--daemonize", "no", "--logfile", str(log)]
+    server = RedisServer(port, _start_redis(args), log, args)
     try:
-        _wait(server.ping, process=process, log=log, what="redis-server")
+        _wait(server.ping, process=server.process, log=log, what="redis-server")
         yield server
     finally:
-        _stop(process, grace_s=10)
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

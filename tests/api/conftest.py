@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api_servers import FileServer, Server, WebhookReceiver, create_key, use_postgres
+from api_servers import FileServer, Server, create_key, use_postgres
 
 STORES = ("sqlite", "postgresql")
 
@@ -67,9 +67,3 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> It
     }
     with Server(data_dir, env=env) as server:
         yield server
-
-
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver

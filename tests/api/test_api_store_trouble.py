@@ -70,41 +70,36 @@ def _two_servers(tmp_path: Path, extra: dict[str, str]) -> tuple[Server, Server]
     return Server(tmp_path, env=env).start(), Server(tmp_path, env=env).start()
 
 
-def test_a_dead_workers_task_runs_again_elsewhere(tmp_path: Path, file_server: FileServer) -> None:
-    """Two servers on one store; the one running a task dies; the other notices the stale heartbeat and
-    runs the task to the end, without any restart, billed once."""
-    key = make_key(tmp_path, "reaped", balance=10.0)
-    dying, survivor = _two_servers(tmp_path, {})
+def _run_and_kill(tmp_path: Path, file_server: FileServer, key: dict, extra: dict[str, str]) -> tuple[dict, dict, str]:
+    """Two servers on one store; the one that runs a task is killed mid-task; the other, with no restart,
+    finds the stale heartbeat. Returns the task as submitted, as it ended, and the survivor's log."""
+    dying, survivor = _two_servers(tmp_path, extra)
     try:
         task = dying.client(key["key"]).submit(_body(file_server))
         wait_until(lambda: dying.client(key["key"]).get(task["id"])["status"] == "running", timeout=60,
                    what="the task to run")
         dying.kill9()
-        done = survivor.client(key["key"]).wait(task["id"], timeout=120)
-        assert done["status"] == "succeeded", done["error"]
-        assert "queued again (no heartbeat" in survivor.log()
+        return task, survivor.client(key["key"]).wait(task["id"], timeout=120), survivor.log()
     finally:
         dying.stop()
         survivor.stop()
+
+
+def test_a_dead_workers_task_runs_again_elsewhere(tmp_path: Path, file_server: FileServer) -> None:
+    key = make_key(tmp_path, "reaped", balance=10.0)
+    task, done, log = _run_and_kill(tmp_path, file_server, key, {})
+    assert done["status"] == "succeeded", done["error"]
+    assert "queued again (no heartbeat" in log
     kinds = [kind for kind, _, task_id in ledger(tmp_path, key["id"])[1] if task_id == task["id"]]
     assert kinds == ["reserve"]
 
 
 def test_a_task_whose_worker_keeps_dying_fails_refunded(tmp_path: Path, file_server: FileServer) -> None:
     key = make_key(tmp_path, "lost", balance=10.0)
-    dying, survivor = _two_servers(tmp_path, {"INFINITETALK_MAX_ATTEMPTS": "1"})
-    try:
-        task = dying.client(key["key"]).submit(_body(file_server))
-        wait_until(lambda: dying.client(key["key"]).get(task["id"])["status"] == "running", timeout=60,
-                   what="the task to run")
-        dying.kill9()
-        done = survivor.client(key["key"]).wait(task["id"], timeout=120)
-        assert done["status"] == "failed"
-        assert done["error"]["code"] == "worker_lost"
-        assert done["cost"]["refunded"] is True
-    finally:
-        dying.stop()
-        survivor.stop()
+    _, done, _ = _run_and_kill(tmp_path, file_server, key, {"INFINITETALK_MAX_ATTEMPTS": "1"})
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "worker_lost"
+    assert done["cost"]["refunded"] is True
 
 
 def test_idempotency_key_holds_in_open_mode_under_concurrency(preview_server: Server,

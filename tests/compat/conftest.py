@@ -4,19 +4,15 @@ and a webhook receiver. The server/file-server/receiver classes are the API test
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from api_servers import FileServer
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
-from api_servers import FileServer, WebhookReceiver  # noqa: E402
-
-from infinitetalk.media.video import Mp4Writer  # noqa: E402
+from infinitetalk.media.video import Mp4Writer
 
 
 def _two_people(left: Path, right: Path, path: Path) -> Path:
@@ -56,9 +52,3 @@ def files(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path, grac
     _portrait_video(grace_hopper_path, root / "portrait.mp4")
     with FileServer(root) as server:
         yield server
-
-
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver

@@ -9,20 +9,17 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compat"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compat"))  # media_checks
 
-from api_servers import FileServer, WebhookReceiver  # noqa: E402
-from fleet_procs import Redis  # noqa: E402
+from api_servers import FileServer  # noqa: E402
+from services import RedisServer, redis_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
-    server = Redis(tmp_path_factory.mktemp("redis")).start()
-    try:
+def fleet_redis() -> Iterator[RedisServer]:
+    """A Redis of the fleet's own, with its append-only file, so a test can restart it and keep the queue."""
+    with redis_server(append_only=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 LONG_TEXT = "Every worker takes the next task from the queue, and a task that lost its worker runs again elsewhere."
@@ -39,9 +36,3 @@ def file_server(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path
         (root / source.name).write_bytes(source.read_bytes())
     with FileServer(root) as server:
         yield server
-
-
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver

@@ -1,4 +1,4 @@
-"""Fleet processes on loopback for the tests: Redis, API processes (`infinitetalk serve` with a broker URL)
+"""Fleet processes on loopback for the tests: API processes (`infinitetalk serve` with a broker URL)
 and worker processes (`infinitetalk worker`), sharing one store and data folder."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from api_servers import Server, free_port, settings_for, wait_until
+from api_servers import Server, settings_for, wait_until
+from services import RedisServer
 
 
 class Workers:
@@ -67,49 +67,7 @@ class Workers:
                 self.proc.wait()
 
 
-class Redis:
-    """redis-server on a free loopback port, its append-only file in a folder of its own, so a restart
-    keeps the queue (as an operator's Redis should)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> Redis:
-        import shutil
-
-        import redis
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is missing: run scripts/install.sh (it installs Debian's redis-server)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                                      str(self.folder), "--appendonly", "yes", "--save", ""],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(answers, timeout=30, what="redis-server")
-        client.close()
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: Redis flushes its append-only file and exits
-            self.proc.wait(timeout=30)
-
-
-def fleet_env(redis: Redis, **extra: str) -> dict[str, str]:
+def fleet_env(redis: RedisServer, **extra: str) -> dict[str, str]:
     return {"INFINITETALK_BROKER_URL": redis.url, "INFINITETALK_ENGINE": "preview",
             # small leases so a dead worker's task comes back within seconds in a test
             "INFINITETALK_HEARTBEAT_INTERVAL_S": "0.5", "INFINITETALK_STALE_AFTER_S": "4",

@@ -16,14 +16,14 @@ import httpx
 import pytest
 from api_servers import (FileServer, Server, WebhookReceiver, bind_store, ledger, make_key, settings_for, store_env,
                          wait_until)
-from fleet_procs import Redis, Workers, fleet_env, start_api
-from services import PostgresServer, S3Server
+from fleet_procs import Workers, fleet_env, start_api
+from services import PostgresServer, RedisServer, S3Server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, redis_server: Redis, postgres: PostgresServer,
+def fleet(tmp_path_factory: pytest.TempPathFactory, fleet_redis: RedisServer, postgres: PostgresServer,
           s3_endpoint: S3Server) -> Iterator[tuple[Path, list[Server], Workers]]:
     """Each process on a data folder of its own, as on machines of their own; what they share is PostgreSQL,
     Redis and the bucket. Yields the first API's folder (bound to the shared store, for keys and ledgers)."""
@@ -32,7 +32,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, redis_server: Redis, postgre
     for folder in folders:
         bind_store(folder, store)
     make_key(folders[0], "bootstrap", balance=0)  # the store exists, migrated, before the processes open it
-    env = fleet_env(redis_server, **{
+    env = fleet_env(fleet_redis, **{
         "INFINITETALK_STORAGE_URL": f"s3://{s3_endpoint.bucket}/fleet-{secrets.token_hex(4)}",
         "INFINITETALK_S3_ENDPOINT_URL": s3_endpoint.endpoint_url, "AWS_ACCESS_KEY_ID": s3_endpoint.access_key,
         "AWS_SECRET_ACCESS_KEY": s3_endpoint.secret_key, "AWS_DEFAULT_REGION": s3_endpoint.region})
@@ -140,14 +140,14 @@ def test_metrics_count_the_fleet(fleet: tuple) -> None:
     assert "infinitetalk_broker_queue_depth " in text and "infinitetalk_queue_wait_seconds " in text
 
 def test_redis_restart_and_a_killed_api_lose_nothing(fleet: tuple, file_server: FileServer,
-                                                     redis_server: Redis) -> None:
+                                                     fleet_redis: RedisServer) -> None:
     data_dir, apis, workers = fleet
     key = make_key(data_dir, "survivors", balance=10.0)
     tasks = [apis[n % 2].client(key["key"]).submit(_body(file_server)) for n in range(4)]
     apis[1].kill9()
-    redis_server.stop()
+    fleet_redis.stop()
     late = apis[0].client(key["key"]).submit(_body(file_server))  # accepted while the broker is down
-    redis_server.start()
+    fleet_redis.start()
     for task in [*tasks, late]:
         done = apis[0].client(key["key"]).wait(task["id"], timeout=300)
         assert done["status"] == "succeeded", done["error"]

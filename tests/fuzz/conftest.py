@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
-from api_servers import Server, make_key  # noqa: E402 - found through the path above
+from api_servers import Server, make_key  # found through tests/conftest.py's path
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,13 @@ preview engine and keys required, and a headless Chromium (browser.py)."""
 
 from __future__ import annotations
 
-import sys
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
-from api_servers import Server, make_key  # noqa: E402
-from browser import chromium  # noqa: E402
+from api_servers import Server, make_key
+from browser import chromium
 
 
 @pytest.fixture(scope="module")
