@@ -66,8 +66,6 @@ async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None,
             if isinstance(value, UploadFile):
                 if name not in FILE_FIELDS:
                     raise InvalidRequest(f"{name}: files are accepted for {', '.join(FILE_FIELDS)}", field=name)
-                if value.size is not None and value.size > FILE_FIELDS[name]:
-                    raise InputTooLarge(f"{name}: the file is over {FILE_FIELDS[name] // 2**20} MiB", field=name)
                 digest = hashlib.sha256()
                 upload = await run_in_threadpool(
                     runtime.uploads.save, key_id=key.id if key else None, filename=value.filename or name,

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -35,8 +34,7 @@ class TaskQueue:
     """The broker and the one actor. API processes only ``send``; a worker passes ``run``."""
 
     def __init__(self, url: str, *, task_timeout_s: float, run: Callable[[str], None] | None = None) -> None:
-        middleware = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(), Pipelines(), Retries()]
-        self.broker = RedisBroker(url=url, middleware=middleware, heartbeat_timeout=BROKER_HEARTBEAT_MS,
+        self.broker = RedisBroker(url=url, heartbeat_timeout=BROKER_HEARTBEAT_MS,
                                   namespace="infinitetalk")
         self.actor = dramatiq.actor(
             run or _not_here, broker=self.broker, actor_name=ACTOR, queue_name=QUEUE,
