@@ -81,10 +81,42 @@ class EngineJob:
     extras: dict = field(default_factory=dict)
 
 
+#: What an engine needs to go on after a chunk: named arrays only, so a checkpoint is saved and read back
+#: without pickle (``np.savez`` / ``np.load(allow_pickle=False)``).
+EngineState = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One finished chunk of a job: its new output frames and the state that resumes after it."""
+
+    index: int  # 0-based
+    count: int  # chunks in the whole job
+    #: uint8 [n, height, width, 3]: this chunk's new output frames, in order; all chunks' frames joined are the video.
+    frames: np.ndarray
+    #: Handed back to ``generate_chunks(resume=...)``, it continues with chunk ``index + 1`` and makes exactly the
+    #: frames an uninterrupted run makes.
+    state: EngineState
+
+
 @runtime_checkable
 class Engine(Protocol):
     name: str
 
     def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
         """Yield ``job.num_frames`` RGB uint8 frames of ``job.height x job.width x 3``."""
+        ...
+
+
+@runtime_checkable
+class ResumableEngine(Engine, Protocol):
+    """An engine that works in chunks and can start again after any finished one (long jobs survive a restart)."""
+
+    def generate_chunks(
+        self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken, resume: EngineState | None = None
+    ) -> Iterator[ChunkResult]:
+        """Yield the job's chunks in order, from the first, or from the one after the chunk ``resume`` came with.
+
+        Progress fractions are over the whole job, so a resumed run starts where the interrupted one stopped.
+        """
         ...
