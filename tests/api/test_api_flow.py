@@ -92,9 +92,10 @@ def test_server_sent_events(preview_server: Server, file_server: FileServer) -> 
                           "fps": 16})
     events = list(client.events(task["id"]))
     kinds = [kind for kind, _ in events]
-    assert kinds[-1] == "done" and set(kinds[:-1]) <= {"progress"}
+    assert kinds[-1] == "done" and set(kinds[:-1]) <= {"progress", "segment"}
     assert events[-1][1]["status"] == "succeeded"
-    fractions = [body["progress"]["fraction"] for kind, body in events if body["status"] == "running"]
+    fractions = [body["progress"]["fraction"] for kind, body in events if kind == "progress"
+                 and body["status"] == "running"]
     assert fractions == sorted(fractions)
 
 

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.tasks.models import ApiKey, Task
 from infinitetalk.tasks.runtime import Runtime
+from infinitetalk.tasks.schemas import HLS_PLAYLIST, TaskPublic
 from infinitetalk.tasks.views import task_public
 
 KEEPALIVE_S = 15.0
@@ -48,13 +49,19 @@ async def wait_for_end(runtime: Runtime, key: ApiKey | None, task_id: str, secon
 
 
 async def task_events(runtime: Runtime, key: ApiKey | None, task_id: str) -> AsyncIterator[str]:
-    """`progress` events while the task changes, then one `done` event with the final task."""
-    last, number = None, 0
+    """`progress` events while the task changes, a `segment` event for each new segment of the live preview,
+    then one `done` event with the final task."""
+    last, number, announced = None, 0, 0
     async with runtime.watch.watching(task_id) as watcher:
         version = watcher.version
         task: Task | None = await _get(runtime, key, task_id)
         while task is not None:
             view = task_public(task, storage=runtime.storage, settings=runtime.settings)
+            segments = (task.chunks or {}).get("segments") or []
+            if len(segments) > announced:
+                number += 1
+                yield f"id: {number}\nevent: segment\ndata: {json.dumps(_segments(view, segments, announced))}\n\n"
+                announced = len(segments)
             snapshot = (view.status, view.progress.fraction, view.progress.stage)
             if snapshot != last:
                 last, number = snapshot, number + 1
@@ -67,3 +74,12 @@ async def task_events(runtime: Runtime, key: ApiKey | None, task_id: str) -> Asy
                 yield ": keep-alive\n\n"  # a comment line keeps proxies from closing an idle stream
                 update = await watcher.next(version, KEEPALIVE_S)
             version, task = update
+
+
+def _segments(view: TaskPublic, segments: list, announced: int) -> dict:
+    """A `segment` event: the preview playlist's link and the segments new since the last such event."""
+    playlist = next((o for o in view.outputs if o.content_type == HLS_PLAYLIST), None)
+    return {"playlist": playlist.url if playlist else None, "chunk": view.progress.chunk,
+            "chunks": view.progress.chunks, "video_s_done": view.progress.video_s_done,
+            "segments": [{"index": announced + i, "name": name, "duration_s": seconds}
+                         for i, (name, seconds) in enumerate(segments[announced:])]}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 import matplotlib
 import typer
@@ -15,6 +19,7 @@ from infinitetalk.engines import load_engine
 from infinitetalk.errors import InfiniteTalkError, InvalidRequest, StorageFull
 from infinitetalk.media.disk import is_disk_full
 from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution
+from infinitetalk.workers.checkpoint import WorkFolder
 from infinitetalk.workers.render import render
 
 console = Console(stderr=True)
@@ -55,6 +60,8 @@ def generate(
     weights: Path | None = typer.Option(None, "--weights", help="Folder of the neural engine's weights."),
     demo: bool = typer.Option(False, "--demo", help="Use a bundled portrait and speech (no inputs needed)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    resume: bool = typer.Option(False, "--resume", help="Go on with an interrupted run of the same command from "
+                                "its last finished chunk (kept in OUTPUT.parts/)."),
 ) -> None:
     """Make a talking video from a portrait (or a video) and speech."""
     if demo:
@@ -82,12 +89,23 @@ def generate(
             }
         )
         chosen = load_engine(name=engine, weights_dir=weights)
-        with _progress_bar(quiet) as bar:
-            task = bar.add_task("preparing", total=1.0)
-            result = render(
-                request, output, engine=chosen,
-                progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
-            )
+        work = WorkFolder(work_folder(output))
+        if resume and work.load() is None:
+            console.print(f"nothing to resume in {work.folder}; starting from the beginning", highlight=False)
+        elif not resume and work.load() is not None:
+            console.print(f"an interrupted run's chunks in {work.folder} are discarded (--resume goes on with them)",
+                          highlight=False)
+            work.clear()
+        try:
+            with _progress_bar(quiet) as bar:
+                task = bar.add_task("preparing", total=1.0)
+                result = render(
+                    request, output, engine=chosen, work=work, strict_resume=resume,
+                    progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
+                )
+        except KeyboardInterrupt:
+            _interrupted(work)
+        shutil.rmtree(work.folder, ignore_errors=True)
     except (InfiniteTalkError, OSError) as exc:
         if is_disk_full(exc):  # however deep the writer or an engine wrapped it
             fail(StorageFull(f"the disk is full while writing {output}; free some space and run again"))
@@ -102,6 +120,25 @@ def generate(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def work_folder(output: Path) -> Path:
+    """Where a run keeps its finished chunks until the video is whole: beside the output, named after it."""
+    return output.with_name(f"{output.name}.parts")
+
+
+def _interrupted(work: WorkFolder) -> NoReturn:
+    """Ctrl-C: what is kept, and the command that goes on from there."""
+    saved = work.load()
+    command = shlex.join(["infinitetalk", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
+    if saved is None:
+        console.print("interrupted before the first chunk was finished; nothing to resume", highlight=False)
+    else:
+        checkpoint = saved[0]
+        console.print(f"interrupted after chunk {len(checkpoint.segments)} of {checkpoint.chunks} "
+                      f"({checkpoint.frames_done / checkpoint.fps:.1f} s of video kept in {work.folder}); "
+                      f"go on with:\n  {command}", highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def _progress_bar(quiet: bool) -> Progress:

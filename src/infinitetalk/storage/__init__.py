@@ -7,10 +7,10 @@ with INFINITETALK_STORAGE_URL=s3://bucket/prefix, ``S3Storage`` (one bucket shar
 from __future__ import annotations
 
 from infinitetalk.config import Settings
-from infinitetalk.storage.base import Storage, StorageUnavailable
+from infinitetalk.storage.base import OutputMirror, Storage, StorageUnavailable
 from infinitetalk.storage.local import LocalStorage
 
-__all__ = ["LocalStorage", "Storage", "StorageUnavailable", "open_storage"]
+__all__ = ["LocalStorage", "OutputMirror", "Storage", "StorageUnavailable", "open_storage"]
 
 
 def open_storage(settings: Settings) -> Storage:

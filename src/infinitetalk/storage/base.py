@@ -20,11 +20,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import shutil
+import tempfile
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.tasks.errors import Gone, NotFound
 
 #: A name we made: letters, digits, '_', '-' and inner dots; never '.', '..' or a hidden file.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
@@ -62,6 +66,8 @@ class PendingFile(Protocol):
 class Storage(Protocol):
     #: The local folder this process writes in: staged inputs, renders and their partial files.
     root: Path
+    #: Other machines see what is stored (S3): a task's files must be pushed there, not only written locally.
+    shared: bool
 
     # --- a task's inputs ---
     def input_dir(self, task_id: str) -> Path:
@@ -90,11 +96,20 @@ class Storage(Protocol):
         """Make the rendered ``path`` the task's output of the same name."""
         ...
 
+    def delete_output(self, task_id: str, name: str) -> None:
+        """Forget one stored output (a render's checkpoint once the task ended). Never raises."""
+        ...
+
     def local_output(self, task_id: str, name: str) -> AbstractContextManager[Path]:
         """A stored output as a local file, for as long as the block runs. FileNotFoundError when it is gone."""
         ...
 
     def signed_url(self, base_url: str, task_id: str, name: str, expires: int) -> str: ...
+
+    def check_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> None:
+        """NotFound (bad name or signature) or Gone (expired) unless a signed URL is valid; no file needed (the
+        live preview's playlist is made on request)."""
+        ...
 
     def open_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> Download:
         """What a signed URL leads to, or NotFound (bad signature) / Gone (expired or deleted)."""
@@ -115,6 +130,52 @@ class Storage(Protocol):
         """Delete outputs older than ``output_ttl_s`` and uploads older than ``upload_ttl_s``, and local files
         a dead process left more than ``stale_s`` ago. Returns (outputs, uploads) deleted."""
         ...
+
+
+class OutputMirror:
+    """A task's render work folder kept among its stored outputs, so another machine can resume the render
+    (``workers.checkpoint.Mirror``)."""
+
+    def __init__(self, storage: Storage, task_id: str) -> None:
+        self.storage, self.task_id = storage, task_id
+
+    def push(self, path: Path) -> None:
+        # storing moves the file away (S3 deletes the local copy): store a copy, the render keeps reading its own
+        with tempfile.TemporaryDirectory(dir=path.parent, ignore_cleanup_errors=True) as folder:
+            copy = Path(folder) / path.name
+            shutil.copyfile(path, copy)
+            self.storage.store_output(self.task_id, copy)
+
+    def pull(self, name: str, target: Path) -> bool:
+        try:
+            with self.storage.local_output(self.task_id, name) as stored:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(stored, target)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            self.storage.delete_output(self.task_id, name)
+
+
+#: What an output's bytes are, by its name's extension (mimetypes thinks .ts is a Qt translation file).
+_CONTENT_TYPES = {".mp4": "video/mp4", ".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}
+
+
+def content_type(name: str) -> str:
+    return _CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+
+
+def check_signed(key: bytes, task_id: str, name: str, expires: int, sig: str) -> None:
+    """The checks every signed URL passes: our names only, our signature, not expired."""
+    if not (SAFE_NAME.match(task_id) and SAFE_NAME.match(name)):
+        raise NotFound("no such file")
+    if not signature_matches(key, task_id, name, expires, sig):
+        raise NotFound("no such file (the link's signature does not match)")
+    if expires < time.time():
+        raise Gone("this output has expired and was deleted; outputs are kept for a limited time")
 
 
 def sign(key: bytes, task_id: str, name: str, expires: int) -> str:

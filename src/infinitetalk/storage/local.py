@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from infinitetalk.config import Settings
 from infinitetalk.storage.base import SAFE_NAME as _SAFE_NAME
-from infinitetalk.storage.base import sign, signature_matches
+from infinitetalk.storage.base import check_signed, sign
 from infinitetalk.tasks.errors import Gone, NotFound
 
 
@@ -41,6 +41,8 @@ def _secret(settings: Settings) -> bytes:
 
 
 class LocalStorage:
+    shared = False
+
     def __init__(self, settings: Settings) -> None:
         self.root = settings.data_dir.resolve()
         self._key = _secret(settings)
@@ -65,6 +67,10 @@ class LocalStorage:
 
     def delete_inputs(self, task_id: str) -> None:
         shutil.rmtree(self.input_dir(task_id), ignore_errors=True)
+
+    def delete_output(self, task_id: str, name: str) -> None:
+        if _SAFE_NAME.match(task_id) and _SAFE_NAME.match(name):
+            self.output_path(task_id, name).unlink(missing_ok=True)
 
     def delete_outputs(self, task_id: str) -> None:
         shutil.rmtree(self.root / "outputs" / task_id, ignore_errors=True)
@@ -112,14 +118,14 @@ class LocalStorage:
         query = urllib.parse.urlencode({"expires": expires, "sig": self._sign(task_id, name, expires)})
         return f"{base_url.rstrip('/')}/v1/files/{task_id}/{name}?{query}"
 
+    def check_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> None:
+        check_signed(self._key, task_id, name, expires, sig)
+
     def open_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> Path:
         """The file a signed URL names, or NotFound (bad signature / no file) / Gone (expired)."""
-        if not (_SAFE_NAME.match(task_id) and _SAFE_NAME.match(name)):
-            raise NotFound("no such file")
-        if not signature_matches(self._key, task_id, name, expires, sig):
-            raise NotFound("no such file (the link's signature does not match)")
+        check_signed(self._key, task_id, name, expires, sig)
         path = self.output_path(task_id, name)
-        if expires < time.time() or not path.is_file():
+        if not path.is_file():
             raise Gone("this output has expired and was deleted; outputs are kept for a limited time")
         return path
 

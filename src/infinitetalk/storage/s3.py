@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mimetypes
 import os
 import secrets
 import shutil
@@ -33,7 +32,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from infinitetalk.config import Settings
-from infinitetalk.storage.base import SAFE_NAME, Download, StorageUnavailable, sign, signature_matches
+from infinitetalk.storage.base import SAFE_NAME, Download, StorageUnavailable, check_signed, content_type, sign
 from infinitetalk.tasks.errors import Gone, NotFound
 
 log = logging.getLogger(__name__)
@@ -68,11 +67,9 @@ def _missing(exc: BaseException) -> bool:
         exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
 
 
-def _content_type(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
 class S3Storage:
+    shared = True
+
     def __init__(self, settings: Settings) -> None:
         assert settings.storage_url
         self.bucket, self.prefix = parse_url(settings.storage_url)
@@ -203,10 +200,16 @@ class S3Storage:
         key = self._object("outputs", task_id, path.name)
         with self._calling(f"storing the output of {task_id}",
                            "the video was made but could not be stored; try again in a few minutes"):
-            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": _content_type(path.name)})
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type(path.name)})
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()
+
+    def delete_output(self, task_id: str, name: str) -> None:
+        if not (SAFE_NAME.match(task_id) and SAFE_NAME.match(name)):
+            return
+        with contextlib.suppress(StorageUnavailable), self._calling(f"deleting output {name} of {task_id}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self._object("outputs", task_id, name))
 
     @contextlib.contextmanager
     def local_output(self, task_id: str, name: str) -> Iterator[Path]:
@@ -226,16 +229,14 @@ class S3Storage:
         query = urllib.parse.urlencode({"expires": expires, "sig": sign(self._key, task_id, name, expires)})
         return f"{base_url.rstrip('/')}/v1/files/{task_id}/{name}?{query}"
 
+    def check_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> None:
+        check_signed(self._key, task_id, name, expires, sig)
+
     def open_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> Download:
         """A presigned GET of the output that lapses when our URL does (SigV4 allows at most 7 days)."""
-        if not (SAFE_NAME.match(task_id) and SAFE_NAME.match(name)):
-            raise NotFound("no such file")
-        if not signature_matches(self._key, task_id, name, expires, sig):
-            raise NotFound("no such file (the link's signature does not match)")
+        check_signed(self._key, task_id, name, expires, sig)
         left = expires - time.time()
         gone = Gone("this output has expired and was deleted; outputs are kept for a limited time")
-        if left <= 0:
-            raise gone
         key = self._object("outputs", task_id, name)
         with self._calling(f"presigning the output of {task_id}"):
             try:
@@ -246,7 +247,7 @@ class S3Storage:
                 raise
             return self.client.generate_presigned_url("get_object", ExpiresIn=max(1, min(int(left), MAX_PRESIGN_S)),
                                                       Params={"Bucket": self.bucket, "Key": key,
-                                                              "ResponseContentType": _content_type(name),
+                                                              "ResponseContentType": content_type(name),
                                                               "ResponseContentDisposition":
                                                                   f'attachment; filename="{name}"'})
 

@@ -17,19 +17,20 @@ from collections.abc import Callable, Collection
 from datetime import timedelta
 from functools import partial
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import EngineError, InfiniteTalkError
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.storage import Storage, StorageUnavailable
+from infinitetalk.storage import OutputMirror, Storage, StorageUnavailable
 from infinitetalk.tasks import billing, callbacks, outbox, safety, staging
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import Task, TaskStatus, utcnow
 from infinitetalk.tasks.views import fault_of, task_public
-from infinitetalk.workers.render import RenderResult
+from infinitetalk.workers.checkpoint import WorkFolder
+from infinitetalk.workers.render import ChunkProgress, RenderResult
 from infinitetalk.workers.runner import Job
 
 log = logging.getLogger("infinitetalk.tasks")
@@ -69,8 +70,7 @@ class TaskLifecycle:
             changed = session.execute(
                 update(Task).where(Task.id == task_id, Task.status == QUEUED, Task.cancel_requested.is_(False))
                 .values(status=RUNNING, started_at=now, heartbeat_at=now, attempts=Task.attempts + 1,
-                        worker_id=self.worker_id,
-                        progress=0.0, stage="starting")
+                        worker_id=self.worker_id, stage="starting")
             ).rowcount
             if not changed:
                 return None
@@ -90,14 +90,22 @@ class TaskLifecycle:
                 "Try again in a few minutes"))
             return None
         return Job(task_id=task_id, request=staging.resolved_inputs(request, inputs),
-                   output_path=self.storage.output_path(task_id))
+                   output_path=self.storage.output_path(task_id), work=self.work_folder(task_id))
+
+    def work_folder(self, task_id: str) -> WorkFolder:
+        """Where the task's segments and checkpoint live: its output folder, kept in shared storage too when
+        there is one (another worker may resume the task)."""
+        mirror = OutputMirror(self.storage, task_id) if self.storage.shared else None
+        return WorkFolder(self.storage.output_path(task_id).parent, mirror)
 
     def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:
         try:
             with self.sessions.begin() as session:
                 session.execute(
                     update(Task).where(Task.id == task_id, Task.status == RUNNING)
-                    .values(progress=float(fraction), stage=stage[:40], heartbeat_at=utcnow())
+                    # never backwards: a resumed run reports from where the interrupted one stopped
+                    .values(progress=case((Task.progress > float(fraction), Task.progress), else_=float(fraction)),
+                            stage=stage[:40], heartbeat_at=utcnow())
                 )
                 cancel = bool(session.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
         except SQLAlchemyError as exc:
@@ -106,6 +114,20 @@ class TaskLifecycle:
             return False
         self._on_change(task_id)
         return cancel
+
+    def chunk_done(self, task_id: str, done: ChunkProgress) -> None:
+        """A chunk is finished and its preview segment stored: show where the render is."""
+        chunks = {"done": done.chunks_done, "count": done.chunks, "frames_done": done.frames_done,
+                  "frames": done.frames, "fps": done.fps, "eta_s": done.eta_s, "at": utcnow().isoformat(),
+                  "segments": [[s.name, round(s.duration_s, 3)] for s in done.segments]}
+        try:
+            with self.sessions.begin() as session:
+                session.execute(update(Task).where(Task.id == task_id, Task.status == RUNNING)
+                                .values(chunks=chunks, heartbeat_at=utcnow()))
+        except SQLAlchemyError as exc:  # the next chunk writes the whole list again
+            log.warning("task %s: chunk %d not recorded (%s)", task_id, done.chunks_done, exc.__class__.__name__)
+            return
+        self._on_change(task_id)
 
     # --- endings ---
     def succeeded(self, task_id: str, result: RenderResult) -> None:
@@ -142,7 +164,7 @@ class TaskLifecycle:
         """The process is stopping under a running task: put it back so the next start runs it."""
         with self.sessions.begin() as session:
             session.execute(update(Task).where(Task.id == task_id, Task.status == RUNNING)
-                            .values(status=QUEUED, progress=0.0, stage=None))
+                            .values(status=QUEUED, stage=None))
         self._on_change(task_id)
         log.info("task %s queued again (server stopping)", task_id)
 
@@ -151,7 +173,7 @@ class TaskLifecycle:
         with self.sessions.begin() as session:
             orphans = list(session.scalars(select(Task.id).where(Task.status == RUNNING)))
             session.execute(update(Task).where(Task.status == RUNNING)
-                            .values(status=QUEUED, progress=0.0, stage=None))
+                            .values(status=QUEUED, stage=None))
             queued = list(session.scalars(select(Task.id).where(Task.status == QUEUED).order_by(Task.created_at)))
         for task_id in orphans:
             log.info("task %s queued again (it was running when the server stopped)", task_id)
@@ -177,7 +199,7 @@ class TaskLifecycle:
             with self.sessions.begin() as session:
                 changed = session.execute(
                     update(Task).where(Task.id == task_id, Task.status == RUNNING, Task.heartbeat_at < cutoff)
-                    .values(status=QUEUED, progress=0.0, stage=None)).rowcount
+                    .values(status=QUEUED, stage=None)).rowcount
             if changed:
                 requeued.append(task_id)
                 self._on_change(task_id)
@@ -234,6 +256,7 @@ class TaskLifecycle:
                                body=callbacks.render(task, view))
             elapsed = (task.finished_at - task.started_at).total_seconds() if task.started_at else None
             code = task.error_code
+        self.work_folder(task_id).clear_checkpoint()  # the segments stay: the preview, until retention
         self.storage.delete_inputs(task_id)
         self.metrics.finished(status.value, code, elapsed)
         log.info("task %s %s%s%s", task_id, status.value, f" ({code}: {values.get('error_message')})" if code else "",

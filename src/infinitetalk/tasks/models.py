@@ -96,6 +96,9 @@ class Task(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: name -> metadata of each output file (duration_s, width, height, fps, num_frames).
     outputs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    #: A chunked render so far: chunks/frames done of how many, fps, eta_s (at the run's measured rate, as of
+    #: ``at``) and the live preview's segments ([name, seconds] each). None until its first chunk is done.
+    chunks: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

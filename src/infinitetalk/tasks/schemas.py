@@ -58,10 +58,19 @@ class Estimate(BaseModel):
     resolution: Resolution
 
 
+VIDEO_MP4 = "video/mp4"
+HLS_PLAYLIST = "application/vnd.apple.mpegurl"
+
+
 class TaskProgress(BaseModel):
-    fraction: float
+    fraction: float = Field(description="0..1 over the whole job; never goes back, also when a task resumes.")
     stage: str | None = None
     eta_s: float | None = Field(None, description="Seconds left, estimated from progress so far.")
+    chunk: int | None = Field(None, description="Chunks finished (each is a segment of the live preview).")
+    chunks: int | None = Field(None, description="Chunks in the whole job.")
+    frames_done: int | None = None
+    frames: int | None = Field(None, description="Frames in the whole video.")
+    video_s_done: float | None = Field(None, description="Seconds of video finished so far.")
 
 
 class TaskCost(BaseModel):
@@ -85,7 +94,9 @@ class TaskOutput(BaseModel):
     name: str
     url: str = Field(description="Signed; answers 410 once expires_at has passed.")
     expires_at: datetime
-    content_type: str = "video/mp4"
+    content_type: str = Field(VIDEO_MP4, description=f"{VIDEO_MP4} for the video; {HLS_PLAYLIST} for "
+                              "preview.m3u8, the live HLS preview of the chunks finished so far (while the task "
+                              "runs, and after)")
     duration_s: float | None = None
     width: int | None = None
     height: int | None = None

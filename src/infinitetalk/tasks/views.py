@@ -9,7 +9,17 @@ from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.storage import Storage
 from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
-from infinitetalk.tasks.schemas import TaskCost, TaskError, TaskOutput, TaskProgress, TaskPublic, TaskTimings, TaskUrls
+from infinitetalk.tasks.schemas import (
+    HLS_PLAYLIST,
+    TaskCost,
+    TaskError,
+    TaskOutput,
+    TaskProgress,
+    TaskPublic,
+    TaskTimings,
+    TaskUrls,
+)
+from infinitetalk.workers.checkpoint import PLAYLIST
 
 
 #: What a failed task's ``error_detail`` column holds: whose fault the failure was (providers need it
@@ -61,10 +71,37 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
 
 
 def _eta(task: Task) -> float | None:
-    if task.state is not TaskStatus.RUNNING or not task.started_at or task.progress < 0.02:
+    if task.state is not TaskStatus.RUNNING:
+        return None
+    chunks = task.chunks or {}
+    if chunks.get("eta_s") is not None:  # measured by this run, which may have resumed half-way
+        since = (utcnow() - datetime.fromisoformat(chunks["at"])).total_seconds()
+        return round(max(0.0, chunks["eta_s"] - since), 1)
+    if not task.started_at or task.progress < 0.02:
         return None
     elapsed = (utcnow() - task.started_at).total_seconds()
     return round(elapsed * (1 - task.progress) / task.progress, 1)
+
+
+def _progress(task: Task) -> TaskProgress:
+    chunks = task.chunks or {}
+    done = chunks.get("frames_done")
+    return TaskProgress(
+        fraction=round(task.progress, 4), stage=task.stage, eta_s=_eta(task), chunk=chunks.get("done"),
+        chunks=chunks.get("count"), frames_done=done, frames=chunks.get("frames"),
+        video_s_done=round(done / chunks["fps"], 2) if done is not None else None,
+    )
+
+
+def _preview(task: Task, base: str, storage: Storage, expires_at: datetime) -> TaskOutput | None:
+    """The live HLS preview of the chunks finished so far, while the task is queued again, runs, and after."""
+    segments = (task.chunks or {}).get("segments")
+    if not segments or task.state not in (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SUCCEEDED):
+        return None
+    expires = int(_aware(expires_at).timestamp())
+    return TaskOutput(name=PLAYLIST, url=storage.signed_url(base, task.id, PLAYLIST, expires),
+                      expires_at=_aware(expires_at), content_type=HLS_PLAYLIST,
+                      duration_s=round(sum(seconds for _, seconds in segments), 3))
 
 
 def base_url(task: Task, settings: Settings) -> str:
@@ -74,8 +111,10 @@ def base_url(task: Task, settings: Settings) -> str:
 def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPublic:
     base = base_url(task, settings)
     outputs, expired = [], False
+    # a running task's preview link lasts as long as a finished video's (rounded: the same URL for a while)
+    expires_at = task.finished_at or utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    expires_at += timedelta(seconds=settings.output_ttl_s)
     if task.state is TaskStatus.SUCCEEDED and task.finished_at and task.outputs:
-        expires_at = task.finished_at + timedelta(seconds=settings.output_ttl_s)
         expired = expires_at <= utcnow()
         expires = int(_aware(expires_at).timestamp())
         if not expired:
@@ -84,13 +123,16 @@ def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPubl
                            expires_at=_aware(expires_at), **meta)
                 for name, meta in task.outputs.items()
             ]
+    preview = None if expired else _preview(task, base, storage, expires_at)
+    if preview is not None:
+        outputs.append(preview)
     failure = task_failure(task)
     error = TaskError(code=failure.code, message=failure.message) if failure else None
     return TaskPublic(
         id=task.id,
         model=task.model,
         status=task.state,
-        progress=TaskProgress(fraction=round(task.progress, 4), stage=task.stage, eta_s=_eta(task)),
+        progress=_progress(task),
         seed=task.seed,
         cost=TaskCost(
             audio_seconds=round(task.audio_seconds, 3), billed_seconds=task.billed_seconds,

@@ -20,7 +20,8 @@ from infinitetalk.engines.base import CancelToken, Engine
 from infinitetalk.errors import Canceled, EngineError, InfiniteTalkError, StorageFull
 from infinitetalk.media.disk import is_disk_full
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.workers.render import RenderResult, render
+from infinitetalk.workers.checkpoint import WorkFolder
+from infinitetalk.workers.render import ChunkProgress, RenderResult, render
 from infinitetalk.workers.tokens import DeadlineToken, TaskTimeout
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class Job:
     #: Media refs point at local files already fetched into the task's input folder.
     request: GenerationRequest
     output_path: Path
+    #: Where the render keeps its segments and checkpoint: a requeued task resumes from there.
+    work: WorkFolder | None = None
 
 
 class JobEvents(Protocol):
@@ -44,6 +47,10 @@ class JobEvents(Protocol):
 
     def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:
         """Record progress; True when someone asked the task to stop."""
+        ...
+
+    def chunk_done(self, task_id: str, done: ChunkProgress) -> None:
+        """A chunk and its preview segment are finished and stored."""
         ...
 
     def succeeded(self, task_id: str, result: RenderResult) -> None: ...
@@ -112,7 +119,8 @@ class TaskRunner:
         try:
             with _beating(progress, self.settings.heartbeat_interval_s):
                 result = render(job.request, job.output_path, engine=self.engine, settings=self.settings,
-                                progress=progress, cancel=token, allow_local_paths=True)
+                                progress=progress, cancel=token, allow_local_paths=True, work=job.work,
+                                on_chunk=lambda done: self.events.chunk_done(task_id, done))
         except Canceled:
             if getattr(token, "stopping", False):
                 self.events.requeue(task_id)

@@ -24,7 +24,7 @@ from infinitetalk.api.waiting import wait_for_end
 from infinitetalk.errors import InfiniteTalkError, InvalidRequest
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
 from infinitetalk.tasks.runtime import Runtime
-from infinitetalk.tasks.schemas import TaskPublic
+from infinitetalk.tasks.schemas import VIDEO_MP4, TaskPublic
 from infinitetalk.tasks.views import task_failure, task_public
 
 M = TypeVar("M", bound=BaseModel)
@@ -140,8 +140,13 @@ def view(runtime: Runtime, task: Task) -> TaskPublic:
     return task_public(task, storage=runtime.storage, settings=runtime.settings)
 
 
+def video_urls(public: TaskPublic) -> list[str]:
+    """The finished videos' URLs: the providers have no live preview, so it is never among their outputs."""
+    return [output.url for output in public.outputs if output.content_type == VIDEO_MP4]
+
+
 def video_url(public: TaskPublic) -> str | None:
-    return public.outputs[0].url if public.outputs else None
+    return next(iter(video_urls(public)), None)
 
 
 def nsfw_flags(task: Task) -> list[bool]:

@@ -14,8 +14,11 @@ from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.errors import ERROR_RESPONSES
 from infinitetalk.api.submission import file_chunks, form_file
 from infinitetalk.schema import limits
+from infinitetalk.storage.base import content_type
 from infinitetalk.tasks.models import Upload
-from infinitetalk.tasks.schemas import UploadPublic
+from infinitetalk.tasks.preview import preview_playlist
+from infinitetalk.tasks.schemas import HLS_PLAYLIST, UploadPublic
+from infinitetalk.workers.checkpoint import PLAYLIST
 
 router = APIRouter(prefix="/v1", tags=["files"], responses=ERROR_RESPONSES)
 
@@ -55,15 +58,22 @@ def _public(upload: Upload, base_url: str) -> UploadPublic:
 
 
 @router.get("/files/{task_id}/{name}", response_class=FileResponse,
-            responses={200: {"content": {"video/mp4": {}}},
+            responses={200: {"content": {"video/mp4": {}, "video/mp2t": {}, HLS_PLAYLIST: {}}},
                        307: {"description": "The file, at a presigned URL of the server's S3 storage that expires "
                                             "with this one."},
                        410: {"description": "The output has expired."}})
 def download(task_id: str, name: str, runtime: RuntimeDep, expires: Annotated[int, Query()],
              sig: Annotated[str, Query()]) -> Response:
-    """An output file, by its signed URL (no key needed; the signature is the permission)."""
+    """An output file, by its signed URL (no key needed; the signature is the permission).
+
+    `preview.m3u8` is the live HLS preview of a running task (hls.js, Safari, VLC, ffplay play it): the chunks
+    finished so far, growing until the task ends, each segment at a link that expires with this one."""
+    if name == PLAYLIST:
+        runtime.storage.check_signed(task_id, name, expires=expires, sig=sig)
+        text = preview_playlist(runtime.sessions, runtime.storage, runtime.settings, task_id, expires=expires)
+        return Response(text, media_type=HLS_PLAYLIST, headers={"Cache-Control": "no-store"})
     target = runtime.storage.open_signed(task_id, name, expires=expires, sig=sig)
     if isinstance(target, Path):
-        return FileResponse(target, media_type="video/mp4", filename=name)
+        return FileResponse(target, media_type=content_type(name), filename=name)
     # S3 storage: the bytes come from the bucket; our URL stays the one that answers 410 once it expires
     return RedirectResponse(target, status_code=307, headers={"Cache-Control": "no-store"})

@@ -85,7 +85,7 @@ def task_data(task: Task, public: TaskPublic, model: str = "infinitetalk") -> di
     data: dict = {"taskId": task.id, "model": model, "state": STATES[task.state],
                   "createTime": common.epoch_ms(task.created_at)}
     if task.state is TaskStatus.SUCCEEDED:
-        data["resultJson"] = json.dumps({"resultUrls": [output.url for output in public.outputs]})
+        data["resultJson"] = json.dumps({"resultUrls": common.video_urls(public)})
         data["costTime"] = common.ms_between(task.started_at, task.finished_at)
     if task.state in (TaskStatus.FAILED, TaskStatus.CANCELED):
         label = common.failure_label(task)

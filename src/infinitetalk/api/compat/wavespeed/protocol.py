@@ -100,7 +100,7 @@ def prediction(task: Task, public: TaskPublic, base_url: str) -> dict:
     return {
         "id": task.id,
         "model": model_of(task),
-        "outputs": [output.url for output in public.outputs],
+        "outputs": common.video_urls(public),
         "urls": {"get": f"{base_url}/api/v3/predictions/{task.id}/result"},
         "has_nsfw_contents": common.nsfw_flags(task),  # empty: no checker looked (see tasks.safety)
         "status": status,

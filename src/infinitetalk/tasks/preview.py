@@ -1,0 +1,29 @@
+"""The live preview of a chunked render: an HLS playlist of the segments finished so far, with signed links.
+
+The playlist is made on each request from the task row (``Task.chunks``), so it grows as chunks finish and ends
+(``#EXT-X-ENDLIST``) once the task succeeded. Its segment links carry the playlist link's own expiry: a player
+that was given the playlist can fetch every segment in it for as long as the playlist link lasts.
+"""
+
+from __future__ import annotations
+
+from infinitetalk.config import Settings
+from infinitetalk.media.segments import hls_playlist
+from infinitetalk.storage import Storage
+from infinitetalk.tasks.db import SessionFactory
+from infinitetalk.tasks.errors import Gone
+from infinitetalk.tasks.models import Task, TaskStatus
+from infinitetalk.tasks.views import base_url
+
+
+def preview_playlist(sessions: SessionFactory, storage: Storage, settings: Settings, task_id: str, *,
+                     expires: int) -> str:
+    """The playlist text; Gone when the task has no preview (not started, or failed and cleaned up)."""
+    with sessions() as session:
+        task = session.get(Task, task_id)
+    segments = (task.chunks or {}).get("segments") if task is not None else None
+    if not segments or task.state in (TaskStatus.FAILED, TaskStatus.CANCELED):
+        raise Gone("this task has no preview: it has not finished a chunk yet, or it failed or was canceled")
+    base = base_url(task, settings)
+    return hls_playlist([(storage.signed_url(base, task_id, name, expires), seconds) for name, seconds in segments],
+                        ended=task.state is TaskStatus.SUCCEEDED)
