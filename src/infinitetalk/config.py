@@ -5,11 +5,36 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from platformdirs import user_data_path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+#: Neural engine speed settings' choices (``engines.neural.speed`` reads them; kept here so checking the
+#: settings never imports torch). Backends fetched from the Hugging Face Hub at run time (``*_hub``) are left
+#: out: a worker loads nothing from a hub, so the package itself is installed instead.
+NeuralQuantize = Literal["none", "int8", "fp8"]
+NeuralAttention = Literal[
+    "native",
+    "_native_math",
+    "_native_cudnn",
+    "_native_efficient",
+    "_native_flash",
+    "flash",
+    "flash_varlen",
+    "_flash_3",
+    "_flash_varlen_3",
+    "sage",
+    "sage_varlen",
+    "_sage_qk_int8_pv_fp8_cuda",
+    "_sage_qk_int8_pv_fp8_cuda_sm90",
+    "_sage_qk_int8_pv_fp16_cuda",
+    "_sage_qk_int8_pv_fp16_triton",
+    "xformers",
+]
+NeuralStepCache = Literal["none", "magcache", "taylorseer", "first_block"]
 
 
 def default_data_dir() -> Path:
@@ -36,6 +61,19 @@ class Settings(BaseSettings):
     neural_variant: str = "single"
     #: Neural engine: stream transformer blocks from CPU memory (for 24-48 GB cards).
     neural_offload: bool = False
+    #: Neural engine speed (docs/neural-engine.md, "Speed"). Defaults are the plain path until a GPU
+    #: measurement shows a faster one within tolerance. Transformer block linear layers: "none" (bf16),
+    #: "int8" (weight-only, any device), "fp8" (dynamic activations, per-row scales; CUDA compute 8.9+).
+    neural_quantize: NeuralQuantize = "none"
+    #: diffusers attention backend; the ones that need a package (flash-attn, sageattention, xformers) are
+    #: checked at start-up, with the package to install named when it is missing.
+    neural_attention: NeuralAttention = "native"
+    #: torch.compile of the repeated transformer blocks: a one-time warm-up per worker, then faster steps.
+    neural_compile: bool = False
+    #: Step cache for many-step runs (reuses block outputs between close steps): "none" or a diffusers cache.
+    neural_step_cache: NeuralStepCache = "none"
+    #: How far a step may drift before the cache recomputes (the cache's own scale); empty: its default.
+    neural_step_cache_threshold: float | None = Field(default=None, ge=0)
 
     # --- HTTP task service (infinitetalk serve) ---
     #: A fleet: Redis URL of the task queue (redis://host:6379/0). Set, `serve` hands tasks to the queue and
