@@ -11,6 +11,7 @@ Wan's block: it returns hidden states only), so block caches work on it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
@@ -25,6 +26,9 @@ from infinitetalk.engines.neural.adapter import (
     select_audio_windows,
 )
 from infinitetalk.engines.neural.configs import FULL, ModelConfig
+
+if TYPE_CHECKING:
+    from infinitetalk.engines.neural.parallel import ParallelForward, SequenceShard
 
 #: Tokens of text context the Wan I2V attention processor expects after the image tokens.
 TEXT_LEN = 512
@@ -43,7 +47,9 @@ class InfiniteTalkBlock(WanTransformerBlock):
         self.norm_x = nn.LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=True)
         self.audio_cross_attn = AudioCrossAttention(cfg)
 
-    def _routing(self, x: torch.Tensor, rotary_emb: tuple, masks: torch.Tensor) -> torch.Tensor:
+    def _routing(
+        self, x: torch.Tensor, rotary_emb: tuple, masks: torch.Tensor, shard: SequenceShard | None = None
+    ) -> torch.Tensor:
         # Two speakers: recompute this block's self-attention q (all tokens) and k (first
         # latent frame) to see which person's region each token looks at. Costs one extra q/k
         # projection per block and routed pass, only for two-person jobs. ``x`` [b, S, dim]
@@ -56,7 +62,12 @@ class InfiniteTalkBlock(WanTransformerBlock):
         q = attn.norm_q(q).unflatten(2, (attn.heads, -1))
         k = attn.norm_k(k).unflatten(2, (attn.heads, -1))
         q, k = _apply_rotary(q, *rotary_emb), _apply_rotary(k, *rotary_emb)
-        return route_positions(reference_attention(q, k, masks, masks.shape[-1]))
+        if shard is None:
+            return route_positions(reference_attention(q, k, masks, masks.shape[-1]))
+        # Sequence parallel: the first frame lives on the group's first rank, and each map's min-max
+        # scaling spans every token, so the maps (3 floats a token) are gathered before scaling.
+        maps = reference_attention(q, shard.first_frame(k), masks, masks.shape[-1])
+        return shard.local(route_positions(shard.gather(maps, dim=-1)), dim=-1)
 
     def forward(
         self,
@@ -67,7 +78,9 @@ class InfiniteTalkBlock(WanTransformerBlock):
         audio_tokens: torch.Tensor | None = None,
         ref_masks: torch.Tensor | None = None,
         routed: tuple[bool, ...] | None = None,
+        shard: SequenceShard | None = None,
     ) -> torch.Tensor:
+        # ``shard``: this rank's latent frames when one job runs on several (parallel.py); None: all of them.
         shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table + temb.float()).chunk(6, dim=1)
 
         # 1. Self-attention (modulated by the timestep)
@@ -75,12 +88,15 @@ class InfiniteTalkBlock(WanTransformerBlock):
         positions = None
         if ref_masks is not None and routed and any(routed):
             if all(routed):
-                positions = self._routing(normed, rotary_emb, ref_masks)
+                positions = self._routing(normed, rotary_emb, ref_masks, shard)
             else:  # only the passes with both people's audio route; the rest stay at position 0
                 idx = [i for i, r in enumerate(routed) if r]
                 positions = normed.new_zeros(normed.shape[:2], dtype=torch.float32)
-                positions[idx] = self._routing(normed[idx], rotary_emb, ref_masks)
-        out = self.attn1(normed, None, None, rotary_emb)
+                positions[idx] = self._routing(normed[idx], rotary_emb, ref_masks, shard)
+        if shard is None:
+            out = self.attn1(normed, None, None, rotary_emb)
+        else:
+            out = shard.self_attention(self.attn1, normed, rotary_emb)
         hidden_states = (hidden_states.float() + out * gate).type_as(hidden_states)
 
         # 2. Text + image cross-attention
@@ -113,6 +129,8 @@ class InfiniteTalkTransformer(WanTransformer3DModel):
     _repeated_blocks = ["InfiniteTalkBlock"]
     # norm_x runs in fp32 like Wan's own block norms (its input is cast to float first).
     _keep_in_fp32_modules = [*WanTransformer3DModel._keep_in_fp32_modules, "norm_x"]
+    #: Set by ``parallel.enable_parallel``: shares each forward with the other ranks of a job.
+    parallel_forward: ParallelForward | None = None
 
     @classmethod
     def from_model_config(cls, cfg: ModelConfig = FULL) -> InfiniteTalkTransformer:
@@ -171,6 +189,25 @@ class InfiniteTalkTransformer(WanTransformer3DModel):
         tokens] (two speakers only). Like the official model, an element routes its two people
         only when it has two people's audio (``human_num == 2``). Returns [B, 16, T, H, W].
         """
+        if self.parallel_forward is not None:
+            return self.parallel_forward(
+                self, hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image, audio, ref_masks
+            )
+        return self.forward_local(
+            hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image, audio, ref_masks
+        )
+
+    def forward_local(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_hidden_states_image: torch.Tensor,
+        audio: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        ref_masks: torch.Tensor | None = None,
+        shard: SequenceShard | None = None,
+    ) -> torch.Tensor:
+        """``forward`` on this process; with ``shard``, the blocks see only its latent frames."""
         b, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
         rotary = self.rope(hidden_states)
@@ -183,12 +220,17 @@ class InfiniteTalkTransformer(WanTransformer3DModel):
         if audio is not None:
             audio_tokens, people = self.encode_audio(audio)
             routed = tuple(p == 2 for p in people) if ref_masks is not None else None
+        if shard is not None:
+            x, rotary = shard.local(x), (shard.local(rotary[0]), shard.local(rotary[1]))
+            audio_tokens = None if audio_tokens is None else shard.local_frames(audio_tokens)
 
         for block in self.blocks:
-            x = block(x, context, tproj, rotary, audio_tokens, ref_masks, routed)
+            x = block(x, context, tproj, rotary, audio_tokens, ref_masks, routed, shard)
 
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
         x = self.proj_out(x)
+        if shard is not None:
+            x = shard.gather(x)
         x = x.reshape(b, frames // p_t, height // p_h, width // p_w, p_t, p_h, p_w, -1)
         return x.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
