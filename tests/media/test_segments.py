@@ -240,3 +240,18 @@ def test_playlist_grows_then_ends() -> None:
     assert math.ceil(2.88) == int(hls_playlist(segments[1:], ended=False).splitlines()[3].split(":")[1])
     with pytest.raises(ValueError, match="one non-empty line"):
         hls_playlist([("a.ts\n#EXT-X-ENDLIST", 1.0)], ended=False)
+
+
+def test_ffmpeg_plays_the_playlist_through(rendered) -> None:
+    """FFmpeg's HLS demuxer (ffplay's) reads our playlist and plays the segments as one stream."""
+    _, track, paths, joined = rendered
+    playlist = paths[0].parent / "index.m3u8"
+    playlist.write_text(hls_playlist([(p.name, n / FPS) for p, n in zip(paths, CHUNKS, strict=True)], ended=True))
+    with av.open(str(playlist)) as container:
+        assert container.format.name == "hls"
+        stamps = [frame.pts for frame in container.decode(video=0)]
+    assert np.array_equal(np.diff(stamps), np.full(FRAMES - 1, 90_000 // FPS))
+    with av.open(str(playlist)) as container:
+        audio = np.concatenate([frame.to_ndarray()[0] for frame in container.decode(audio=0)])
+    mp4 = decoded_audio(joined)
+    np.testing.assert_array_equal(audio[track.priming :][: len(mp4)], mp4)

@@ -40,7 +40,7 @@ TS_TIME_BASE = Fraction(1, 90_000)
 #: segment starts with the AAC priming packet and x264's B-frame reordering, both a little before 0.
 #: Left negative, libavformat would shift that one segment alone (by what its own packets need) and
 #: break the clock the segments share. 1.4 s is what the ffmpeg CLI's TS output starts at, too.
-#: :func:`join_segments` takes it off again.
+#: :func:`join_segments` takes the first frame's stamp off again, whatever it is.
 TS_OFFSET = 126_000
 #: Samples per AAC frame (one packet).
 AAC_FRAME = 1024
@@ -128,6 +128,8 @@ class AacTrack:
 
 @dataclass(frozen=True)
 class SegmentInfo:
+    """What a playlist and a checkpoint need to know of a written segment."""
+
     name: str
     start_frame: int
     frames: int
@@ -146,7 +148,7 @@ def write_segment(
     """Write ``frames`` (uint8 RGB ``[n, H, W, 3]``) as one MPEG-TS segment at ``path``, atomically.
 
     ``start_frame`` is the global index of the first frame; ``last`` gives this segment every audio
-    packet after its frames too (the soundtrack may outlast the video by a fraction of a frame).
+    packet after its frames too (the soundtrack may run on past the last frame).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
@@ -189,10 +191,17 @@ def write_segment(
 
 
 def join_segments(paths: Sequence[str | Path], output_path: str | Path) -> Path:
-    """Copy the segments' packets, in order, into one faststart MP4 (no re-encoding), atomically."""
+    """Copy the segments' packets, in order, into one faststart MP4 (no re-encoding), atomically.
+
+    The first segment's first frame becomes t = 0: whatever offset the TS timestamps carry (ours,
+    :data:`TS_OFFSET`, plus any a muxer adds of its own) comes off every packet alike.
+    """
     if not paths:
         raise ValueError("no segments to join")
     output_path = Path(output_path)
+    with av.open(str(paths[0])) as first:
+        video = first.streams.video[0]
+        origin = min(p.pts for p in first.demux(video) if p.pts is not None) * video.time_base
     with _output(output_path, ".mp4", format="mp4", container_options={"movflags": "+faststart"}) as output:
         targets: dict[str, av.stream.Stream] = {}
         for number, segment in enumerate(paths):
@@ -205,11 +214,13 @@ def join_segments(paths: Sequence[str | Path], output_path: str | Path) -> Path:
                     target = targets.get(packet.stream.type)
                     if packet.size == 0 or target is None:
                         continue  # an end-of-stream marker, or a stream the first segment lacks
-                    shift = _offset(packet.time_base)
+                    shift = origin / packet.time_base
+                    if shift.denominator != 1:
+                        raise ValueError("the segments' time bases differ; write them all with write_segment")
                     if packet.pts is not None:
-                        packet.pts -= shift
+                        packet.pts -= int(shift)
                     if packet.dts is not None:
-                        packet.dts -= shift
+                        packet.dts -= int(shift)
                     packet.stream = target
                     output.mux(packet)
     return output_path
@@ -241,10 +252,6 @@ def hls_playlist(segments: Sequence[tuple[str, float]], *, ended: bool, target_d
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
-
-
-def _offset(time_base: Fraction) -> int:
-    return int(TS_OFFSET * TS_TIME_BASE / time_base)
 
 
 def _shifted(packet: av.Packet, time_base: Fraction) -> av.Packet:
