@@ -73,8 +73,10 @@ def _supervise(devices: list[str | None], settings, log_level: str) -> int:  # n
     env = {**os.environ, **{f"INFINITETALK_{name.upper()}": str(value) for name, value in (
         ("broker_url", settings.broker_url), ("database_url", settings.database_url), ("data_dir", settings.data_dir),
         ("engine", settings.engine), ("weights_dir", settings.weights_dir)) if value is not None}}
+    # stderr=sys.stderr: this process's fd 2 is /dev/null (main._silence_native_stderr); the children's logs go
+    # where ours do
     children = [subprocess.Popen([sys.executable, "-m", "infinitetalk.cli", "worker", "--gpus", str(device),
-                                  "--log-level", log_level], env=env)
+                                  "--log-level", log_level], env=env, stderr=sys.stderr)
                 for device in devices]
 
     def forward(signum: int, _frame: object) -> None:
