@@ -68,6 +68,15 @@ def grace_hopper_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def long_job(tmp_path_factory: pytest.TempPathFactory, speech_wav: Path, grace_hopper_path: Path) -> tuple:
+    """(portrait, 60 s of speech, a folder) of the resume tests; the folder caches the uninterrupted render."""
+    from long_renders import long_speech
+
+    folder = tmp_path_factory.mktemp("long-job")
+    return grace_hopper_path, long_speech(speech_wav, folder / "speech60.wav"), folder
+
+
+@pytest.fixture(scope="session")
 def astronaut_path(media_dir: Path) -> Path:
     """scikit-image's 512x512 astronaut portrait, saved as PNG."""
     import skimage.data

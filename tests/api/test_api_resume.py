@@ -15,16 +15,9 @@ import httpx
 import numpy as np
 import pytest
 from api_servers import FileServer, Server, ledger, make_key, wait_until
-from long_renders import SEED, decoded_audio, frame_hashes, long_speech, uninterrupted
+from long_renders import SEED, decoded_audio, frame_hashes, uninterrupted
 
 pytestmark = [pytest.mark.sqlite_only, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def long_job(tmp_path_factory: pytest.TempPathFactory, speech_wav: Path, grace_hopper_path: Path) -> tuple:
-    folder = tmp_path_factory.mktemp("long-job")
-    audio = long_speech(speech_wav, folder / "speech60.wav")
-    return grace_hopper_path, audio, folder
 
 
 def _at(server: Server, url: str) -> str:
