@@ -95,6 +95,8 @@ def _calibrated_ratios(model) -> list[float]:
     sample(model, seeds=(9,))  # the next run starts with the measured ratios
     stats = cache_stats(model)
     assert not stats["calibrating"] and len(stats["mag_ratios"]) == STEPS
+    enable_step_cache(model, "magcache", 0.0, STEPS)  # enabled again (the next job): measured once per model
+    assert not cache_stats(model)["calibrating"] and cache_stats(model)["mag_ratios"] == stats["mag_ratios"]
     return stats["mag_ratios"]
 
 

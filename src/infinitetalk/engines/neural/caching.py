@@ -24,6 +24,10 @@ fresh denoising run, so a hook on the transformer keeps the caches' bookkeeping:
   (context ``pass0``, ``pass1``, ...), as diffusers keeps "cond" and "uncond" apart. The same timestep
   with a different input is a new run (a job that starts right after one canceled at its first step).
 Batched passes are one call: the cache decides for all of them at once.
+
+With regional compile (``compile_repeated_blocks``) FirstBlockCache and TaylorSeer keep compiled
+blocks; MagCache's hooks are ``torch.compiler.disable``d around the block forward, so its blocks
+run eagerly (checked on the CPU with a graph-counting backend).
 """
 
 from __future__ import annotations
@@ -38,11 +42,16 @@ from diffusers.hooks.hooks import CacheContext
 from diffusers.hooks.mag_cache import _MAG_CACHE_BLOCK_HOOK
 
 STEP_CACHE_KINDS = ("first_block", "magcache", "taylorseer")
+#: The threshold a kind gets when none is given (see benchmarks/step_cache.py for what they cost).
+DEFAULT_THRESHOLDS = {"first_block": 0.05, "magcache": 0.06, "taylorseer": 3.0}
 
 _TRACKER = "infinitetalk_step_cache_runs"
 _COUNTER = "infinitetalk_step_cache_block_count"
 #: The leading fraction of a run's steps that always runs in full (MagCache's default retention).
 _WARMUP = 0.2
+#: MagCache ratios a transformer measured, per step count: they outlive disable/enable (one calibration
+#: run per worker and step count, not one per job).
+_RATIOS_ATTR = "_infinitetalk_mag_ratios"
 
 
 @dataclass
@@ -59,6 +68,8 @@ class _BlockCounter(ModelHook):
         super().__init__()
         self.counts = counts
 
+    # Not traced: under torch.compile a Python counter would be a guard, and every call a recompile.
+    @torch.compiler.disable
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
         self.counts.block_runs += 1
         return args, kwargs
@@ -113,6 +124,7 @@ class _RunTracker(ModelHook):
             measured.append(manager.get_state().calibration_ratios[: self.steps])
         manager.set_context(None)
         self.mag_ratios = torch.tensor(measured, dtype=torch.float64).mean(0).tolist()
+        getattr(module, _RATIOS_ATTR)[self.steps] = self.mag_ratios
         module.disable_cache()
         module.enable_cache(_config("magcache", self.threshold, self.steps, self.mag_ratios))
         self.calibrating = False
@@ -147,20 +159,23 @@ def _config(kind: str, threshold: float, steps: int, mag_ratios: Sequence[float]
 def enable_step_cache(
     transformer: torch.nn.Module,
     kind: str,
-    threshold: float,
+    threshold: float | None,
     steps: int,
     *,
     mag_ratios: Sequence[float] | None = None,
 ) -> None:
     """Attach a step cache (``kind`` in ``STEP_CACHE_KINDS``) to ``transformer`` for ``steps``-step runs.
 
-    Replaces a cache enabled before. ``steps`` must be the pipeline's step count (MagCache indexes
-    its ratios by step; TaylorSeer's warm-up is the first 20% of them). ``mag_ratios``: MagCache
-    ratios measured before (``cache_stats(...)["mag_ratios"]``); without them the first run calibrates.
-    A threshold of 0 computes every block, and the output equals the uncached one.
+    Replaces a cache enabled before. ``threshold`` None: ``DEFAULT_THRESHOLDS[kind]``; 0 computes
+    every block, and the output equals the uncached one. ``steps`` must be the pipeline's step count
+    (MagCache indexes its ratios by step; TaylorSeer's warm-up is the first 20% of them).
+    ``mag_ratios``: MagCache ratios measured before (``cache_stats(...)["mag_ratios"]``); without them
+    the ratios this transformer measured for ``steps`` are used, or else its next run calibrates.
     """
     if kind not in STEP_CACHE_KINDS:
         raise ValueError(f"unknown step cache {kind!r}; choose one of {', '.join(STEP_CACHE_KINDS)}")
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS[kind]
     if threshold < 0:
         raise ValueError(f"the step cache threshold must be 0 or more, got {threshold}")
     if steps < 2:
@@ -168,6 +183,10 @@ def enable_step_cache(
     if mag_ratios is not None and len(mag_ratios) < 2:
         raise ValueError("mag_ratios needs one ratio per step (at least 2); leave it out to calibrate")
     disable_step_cache(transformer)
+    if not hasattr(transformer, _RATIOS_ATTR):
+        setattr(transformer, _RATIOS_ATTR, {})
+    if kind == "magcache" and mag_ratios is None:
+        mag_ratios = getattr(transformer, _RATIOS_ATTR).get(steps)
     counts = _Counts()
     for block in transformer.blocks:  # registered before the cache hooks, so it sits beneath them
         HookRegistry.check_if_exists_or_initialize(block).register_hook(_BlockCounter(counts), _COUNTER)
