@@ -1,21 +1,22 @@
 """One job over 2 processes (gloo, CPU): the parallel forward equals the single-process one.
 
-Both ranks build the same tiny model (same seed), enable parallelism and run every case; rank 0
-saves what it got. The parent computes each case on one process and compares. fp32: the largest
+Both ranks join as torchrun's ranks do (``launch.join_job``), build the same tiny model (same seed),
+enable parallelism and run every case; rank 0 saves what it got. The parent computes each case on one process and compares. fp32: the largest
 difference measured is 7e-7 on outputs up to ~2.4 (float sums in another order); ATOL holds it.
 A rank that raises fails the test at once; one that hangs fails it after TIMEOUT_S.
 """
 
 from __future__ import annotations
 
-import datetime
+import os
+import socket
 import time
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from infinitetalk.cli import launch
 from infinitetalk.engines.neural.configs import TINY
 from infinitetalk.engines.neural.parallel import disable_parallel, enable_parallel, frame_split
 from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
@@ -58,33 +59,37 @@ CASES = {
 }
 
 
-def _rank(rank: int, rendezvous: str, out: str) -> None:
+def _rank(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=rendezvous, rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=TIMEOUT_S)
-    )
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD))
+    assert launch.join_job() == rank
     try:
         model = _model()
         results = {}
         with torch.no_grad():
             for name, attention in CASES.items():
-                name_in = name.removesuffix("_allgather")
                 enable_parallel(model, attention=attention)
-                results[name] = model(*_case(name_in))
+                results[name] = model(*_case(name.removesuffix("_allgather")))
                 disable_parallel(model)
         if rank == 0:
             torch.save(results, out)
     finally:
-        dist.destroy_process_group()
+        launch.leave_job()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def parallel_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
-    tmp = tmp_path_factory.mktemp("parallel")
-    out = tmp / "results.pt"
-    ctx = mp.start_processes(
-        _rank, args=(f"file://{tmp / 'rendezvous'}", str(out)), nprocs=WORLD, join=False, start_method="spawn"
-    )
+    out = tmp_path_factory.mktemp("parallel") / "results.pt"
+    # fork: the ranks start in half a second with everything imported (spawn re-imports torch, diffusers and
+    # transformers: 20-45 s on a busy CI box); they run one thread each, as DataLoader's forked workers do.
+    ctx = mp.start_processes(_rank, args=(_free_port(), str(out)), nprocs=WORLD, join=False, start_method="fork")
     deadline = time.monotonic() + TIMEOUT_S
     while not ctx.join(timeout=1):  # raises at once if a rank raised or died
         if time.monotonic() > deadline:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from infinitetalk.cli import launch
 from infinitetalk.cli.errors import fail
 from infinitetalk.engines import load_engine
 from infinitetalk.errors import InfiniteTalkError, InvalidRequest, StorageFull
@@ -62,6 +63,8 @@ def generate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     resume: bool = typer.Option(False, "--resume", help="Go on with an interrupted run of the same command from "
                                 "its last finished chunk (kept in OUTPUT.parts/)."),
+    gpus: str | None = typer.Option(None, "--gpus", help="Run this one job on several GPUs of this machine, e.g. "
+                                    "0-7 or 0,1 (neural engine; one process per GPU under torchrun)."),
 ) -> None:
     """Make a talking video from a portrait (or a video) and speech."""
     if demo:
@@ -88,7 +91,22 @@ def generate(
                 "fps": fps,
             }
         )
+        if gpus is not None and not launch.in_rank():  # start one process per GPU and wait for them
+            ids = launch.parse_gpus(gpus)
+            if weights is None or engine == "preview":
+                raise InvalidRequest("--gpus runs the neural engine: give --weights DIR", field="gpus")
+            if resume:
+                raise InvalidRequest("--resume does not work with --gpus yet; run it on one GPU", field="resume")
+            launch.check_gpus(ids)
+            raise typer.Exit(launch.run_ranks(ids, sys.argv[1:], request.resolved_seed()))
+        rank = launch.join_job() if gpus is not None else 0
         chosen = load_engine(name=engine, weights_dir=weights)
+        if gpus is not None:
+            launch.share(chosen)
+            if rank != 0:  # in step with rank 0, which alone writes the video and shows progress
+                launch.follow(request, chosen)
+                launch.leave_job()
+                return
         work = WorkFolder(work_folder(output))
         if resume and work.load() is None:
             console.print(f"nothing to resume in {work.folder}; starting from the beginning", highlight=False)
@@ -106,6 +124,8 @@ def generate(
         except KeyboardInterrupt:
             _interrupted(work)
         shutil.rmtree(work.folder, ignore_errors=True)
+        if gpus is not None:
+            launch.leave_job()
     except (InfiniteTalkError, OSError) as exc:
         if is_disk_full(exc):  # however deep the writer or an engine wrapped it
             fail(StorageFull(f"the disk is full while writing {output}; free some space and run again"))

@@ -1,0 +1,147 @@
+"""``generate --gpus 0-7``: one job on several GPUs of this machine, one process per GPU.
+
+The command starts itself again under ``torch.distributed.run`` (torchrun) with ``CUDA_VISIBLE_DEVICES``
+set to those GPUs and the seed fixed (every rank must draw the same noise). Each rank takes its GPU,
+joins the process group, loads the engine, shares its transformer's forwards with the others
+(``engines/neural/parallel.py``) and runs the same job; rank 0 writes the video and the progress bar,
+the others render into a scratch folder they delete. ``INFINITETALK_RANKS_ON_CPU=1`` lets the ranks run
+on the CPU (gloo) where no GPU is, for tests only: it is slow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from infinitetalk.engines import Engine
+from infinitetalk.errors import InvalidRequest
+from infinitetalk.schema import GenerationRequest
+
+#: Set by torchrun in every rank it starts.
+RANK_ENV = "LOCAL_RANK"
+#: Set for the ranks of a ``--gpus`` job (not only LOCAL_RANK: this command may itself run under a launcher).
+JOB_ENV = "INFINITETALK_GPUS_JOB"
+CPU_ENV = "INFINITETALK_RANKS_ON_CPU"
+
+
+def parse_gpus(text: str) -> list[str]:
+    """'0-7' -> 0..7, '0,1' -> 0 and 1, '0-3,6' -> 0..3 and 6: distinct ids, in the order given."""
+    ids: list[str] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            first, _, last = part.partition("-")
+            span = range(int(first), int(last or first) + 1)
+            if not span or int(first) < 0:
+                raise ValueError(part)
+            ids.extend(str(i) for i in span if str(i) not in ids)
+    except ValueError:
+        raise InvalidRequest(f"--gpus '{text}': give GPU ids like 0-7 or 0,1", field="gpus") from None
+    if len(ids) < 2:
+        raise InvalidRequest(f"--gpus '{text}' names one GPU; give two or more, or leave --gpus out", field="gpus")
+    return ids
+
+
+def check_gpus(ids: list[str]) -> None:
+    """Refuse ids this machine does not have (a rank that saw no GPU would quietly run on the CPU)."""
+    if os.environ.get(CPU_ENV) == "1":
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    if not count:
+        raise InvalidRequest("--gpus: this machine has no CUDA GPU; leave --gpus out to run on the CPU", field="gpus")
+    missing = [i for i in ids if int(i) >= count]
+    if missing:
+        raise InvalidRequest(f"--gpus: no GPU {', '.join(missing)} here (GPUs 0-{count - 1} are)", field="gpus")
+
+
+def torchrun_args(ids: list[str], argv: list[str], seed: int) -> list[str]:
+    """torchrun's arguments to run ``infinitetalk <argv>`` once per GPU, all with one seed.
+
+    ``--seed`` is appended: the last one given wins. ``--standalone`` picks a free local port.
+    """
+    return ["--standalone", f"--nproc-per-node={len(ids)}", "-m", "infinitetalk.cli", *argv, "--seed", str(seed)]
+
+
+def rank_environment(ids: list[str]) -> dict[str, str]:
+    """What the ranks' environment adds: their GPUs, and CPU threads shared out (torchrun's default is 1)."""
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(ids), JOB_ENV: ",".join(ids)}
+    if "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(ids)))
+    return env
+
+
+def in_rank() -> bool:
+    """True inside a rank of a ``--gpus`` job (started by ``run_ranks``)."""
+    return JOB_ENV in os.environ and RANK_ENV in os.environ
+
+
+def run_ranks(ids: list[str], argv: list[str], seed: int) -> int:
+    """Run torchrun here (not as a program, whose failure report is a traceback) and wait for every rank.
+
+    torchrun stops the other ranks when one fails; that rank has printed its own error. Returns the exit code.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    os.environ.update(rank_environment(ids))
+    _terminal_stderr()
+    try:
+        run(get_args_parser().parse_args(torchrun_args(ids, argv, seed)))
+    except ChildFailedError as exc:
+        failed = sorted(rank for rank, f in exc.failures.items() if f.exitcode > 0) or sorted(exc.failures)
+        print(f"the job stopped: rank {', '.join(map(str, failed))} failed", file=sys.stderr)
+        return max(1, max(exc.failures[r].exitcode for r in failed))
+    return 0
+
+
+def _terminal_stderr() -> None:
+    """``main()`` pointed file descriptor 2 at /dev/null (native libraries' chatter) and kept the terminal
+    for ``sys.stderr``; the ranks inherit descriptor 2, so give it the terminal back, or their progress bar
+    and errors vanish."""
+    try:
+        sys.stderr.flush()
+        os.dup2(sys.stderr.fileno(), 2)
+    except (AttributeError, OSError, ValueError):  # an in-process caller's stream has no descriptor: keep 2
+        pass
+
+
+def join_job() -> int:
+    """In a rank: take this rank's GPU and join the others (torchrun's environment). Returns the rank."""
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ[RANK_ENV]))  # "cuda" means this rank's GPU from here on
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return dist.get_rank()
+
+
+def share(engine: Engine) -> None:
+    """Make ``engine`` share each forward with the other ranks (the neural engine only)."""
+    from infinitetalk.engines.neural.engine import NeuralEngine
+    from infinitetalk.engines.neural.parallel import enable_parallel
+
+    if not isinstance(engine, NeuralEngine):
+        raise InvalidRequest("--gpus runs the neural engine: give --weights DIR (and --engine neural or auto)",
+                             field="gpus")
+    enable_parallel(engine.pipeline.transformer)
+
+
+def follow(request: GenerationRequest, engine: Engine) -> None:
+    """A rank other than 0: the same job, in step with rank 0, into a file nobody keeps."""
+    from infinitetalk.workers.render import render
+
+    with tempfile.TemporaryDirectory(prefix="infinitetalk-rank-") as scratch:
+        render(request, Path(scratch) / "discarded.mp4", engine=engine)
+
+
+def leave_job() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
