@@ -94,6 +94,9 @@ def test_server_sent_events(preview_server: Server, file_server: FileServer) -> 
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == "done" and set(kinds[:-1]) <= {"progress", "segment"}
     assert events[-1][1]["status"] == "succeeded"
+    segments = [body for kind, body in events if kind == "segment"]  # the live preview's, one event per chunk
+    assert [s["index"] for body in segments for s in body["segments"]] == [0]
+    assert segments[0]["playlist"].split("?")[0].endswith(f"/v1/files/{task['id']}/preview.m3u8")
     fractions = [body["progress"]["fraction"] for kind, body in events if kind == "progress"
                  and body["status"] == "running"]
     assert fractions == sorted(fractions)
