@@ -139,9 +139,10 @@ def render(
             progress(_PREPARE + (1 - _PREPARE - _FINISH) * fraction, stage)
 
         resumed = len(checkpoint.segments)
-        audio = AacTrack.encode(prepared.soundtrack, SOUNDTRACK_RATE)
         rate = _Rate(checkpoint.frames_done, job.num_frames)
         with ThreadPoolExecutor(1, thread_name_prefix="segment-encoder") as encoder:
+            # the whole soundtrack, once (segments cut its packets), while the engine makes the first chunk
+            audio = encoder.submit(AacTrack.encode, prepared.soundtrack, SOUNDTRACK_RATE)
             pending: Future[None] | None = None
             try:
                 for chunk in _chunks(engine, job, engine_progress, cancel, state):
@@ -231,12 +232,12 @@ class _Rate:
         return round((self._frames - frames_done) * spent / made, 1)
 
 
-def _finish_chunk(work: WorkFolder, checkpoint: Checkpoint, chunk: ChunkResult, job: EngineJob, audio: AacTrack,
-                  rate: _Rate, on_chunk: Callable[[ChunkProgress], None] | None) -> None:
+def _finish_chunk(work: WorkFolder, checkpoint: Checkpoint, chunk: ChunkResult, job: EngineJob,
+                  audio: Future[AacTrack], rate: _Rate, on_chunk: Callable[[ChunkProgress], None] | None) -> None:
     """Encode a chunk's segment, then record it in the checkpoint (in that order: see ``checkpoint.py``)."""
     start = checkpoint.frames_done
     name = segment_name(len(checkpoint.segments))
-    info = write_segment(work.path(name), chunk.frames, start_frame=start, fps=job.fps, audio=audio,
+    info = write_segment(work.path(name), chunk.frames, start_frame=start, fps=job.fps, audio=audio.result(),
                          last=chunk.index == chunk.count - 1)
     checkpoint.chunks = chunk.count
     work.save(checkpoint, Segment(name=name, start_frame=start, frames=len(chunk.frames),
