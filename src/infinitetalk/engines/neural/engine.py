@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from infinitetalk.engines.base import CancelToken, EngineJob, ProgressCallback
+from infinitetalk.engines.base import CancelToken, ChunkResult, EngineJob, EngineState, ProgressCallback
 from infinitetalk.engines.neural.audio import AudioEncoder
 from infinitetalk.engines.neural.pipeline import InfiniteTalkPipeline, PipelineInputs, SamplingOptions
 from infinitetalk.engines.neural.sampler import Guidance
@@ -157,6 +157,24 @@ class NeuralEngine:
         )
 
     def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
+        yield from self.pipeline.generate(self._inputs(job), job.height, job.width, self._options(job), progress,
+                                          cancel)
+
+    def generate_chunks(
+        self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken, resume: EngineState | None = None
+    ) -> Iterator[ChunkResult]:
+        """The job's chunks (81 frames each; every chunk after the first adds 72 new ones) with their states.
+
+        A state holds the next chunk's motion latents and the noise generator's state (see
+        ``ChunkOutput.state``); resuming from it makes the frames an uninterrupted run makes.
+        """
+        chunks = self.pipeline.generate_chunks(
+            self._inputs(job), job.height, job.width, self._options(job), progress, cancel, resume
+        )
+        for out in chunks:
+            yield ChunkResult(out.chunk.index, out.count, np.ascontiguousarray(out.new_frames), out.state)
+
+    def _inputs(self, job: EngineJob) -> PipelineInputs:
         if len(job.speakers) == 2 and self.variant != "multi":
             raise InvalidRequest(
                 "two speakers need the InfiniteTalk 'multi' weights; start the engine with variant='multi'"
@@ -183,7 +201,7 @@ class NeuralEngine:
         )
         if inputs.ref_masks is not None:
             inputs.ref_masks = inputs.ref_masks.to(self.pipeline.device)
-        yield from self.pipeline.generate(inputs, h, w, self._options(job), progress, cancel)
+        return inputs
 
 
 def load_engine(weights_dir: str | Path, **kwargs: object) -> NeuralEngine:

@@ -1,8 +1,9 @@
 """The InfiniteTalk pipeline: speech + a portrait (or a video) -> frames, chunk by chunk.
 
-Read ``generate`` top to bottom: check, encode text/audio, plan chunks, then per chunk
-encode the reference, denoise with the flow-match Euler sampler, decode, colour-correct,
-yield frames and carry the last 9 frames over as the next chunk's motion context.
+Read ``generate_chunks`` top to bottom: check, encode text/audio, plan chunks, then per
+chunk encode the reference, denoise with the flow-match Euler sampler, decode,
+colour-correct, carry the last 9 frames over as the next chunk's motion context, and yield
+the frames with the state a later run resumes from (another process may pick it up).
 The official pipeline (``wan/multitalk.py`` of MeiGen-AI/InfiniteTalk) is followed wherever
 the weights were trained or tuned with its behaviour; docs/neural-engine.md lists the rest.
 """
@@ -17,12 +18,19 @@ import torch
 
 from infinitetalk.engines.base import CancelToken, ProgressCallback, no_progress
 from infinitetalk.engines.neural.audio import AudioEncoder, audio_windows
-from infinitetalk.engines.neural.loop import CHUNK_FRAMES, MOTION_FRAMES, color_correct, pad_audio_tail, plan_chunks
+from infinitetalk.engines.neural.loop import (
+    CHUNK_FRAMES,
+    MOTION_FRAMES,
+    Chunk,
+    color_correct,
+    pad_audio_tail,
+    plan_chunks,
+)
 from infinitetalk.engines.neural.sampler import Guidance, euler_step, sigma_schedule
 from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder
 from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
 from infinitetalk.engines.neural.vae import VideoVAE
-from infinitetalk.errors import InvalidRequest
+from infinitetalk.errors import EngineError, InvalidRequest
 
 DEFAULT_PROMPT = "A person talks to the camera with natural expressions and head movement, clear face, steady shot."
 #: The negative prompt the model was tuned with: ``sample_neg_prompt`` of the InfiniteTalk config
@@ -57,6 +65,23 @@ class PipelineInputs:
     image: np.ndarray | None = None  # image-to-video reference
     video: Iterator[np.ndarray] | None = None  # video-to-video source frames on the output timeline
     ref_masks: torch.Tensor | None = None  # [3, tokens of one latent frame] for two speakers
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    """One finished chunk: every frame it decoded, and the state that resumes after it."""
+
+    chunk: Chunk
+    count: int  # chunks in the whole job
+    frames: np.ndarray  # uint8 [81, H, W, 3], the re-made motion frames included
+    #: ``chunk``, ``num_frames``, ``generator`` (the CPU noise generator's state, uint8) and, unless this is the
+    #: last chunk, ``motion`` (float32 [1, 16, 3, H/8, W/8]: the next chunk's clean context latents).
+    state: dict[str, np.ndarray]
+
+    @property
+    def new_frames(self) -> np.ndarray:
+        """The frames this chunk adds to the video."""
+        return self.frames[self.chunk.keep_from : self.chunk.keep_from + self.chunk.keep]
 
 
 def to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -173,7 +198,6 @@ class InfiniteTalkPipeline:
         return opts.guidance.combine(preds)
 
     # --- the loop ----------------------------------------------------------------------
-    @torch.no_grad()
     def generate(
         self,
         inputs: PipelineInputs,
@@ -184,6 +208,30 @@ class InfiniteTalkPipeline:
         cancel: CancelToken | None = None,
         on_chunk: Callable[[int, np.ndarray], None] | None = None,
     ) -> Iterator[np.ndarray]:
+        """The video's frames in order; ``on_chunk(index, frames)`` sees every decoded frame of each chunk."""
+        for out in self.generate_chunks(inputs, height, width, opts, progress, cancel):
+            if on_chunk is not None:
+                on_chunk(out.chunk.index, out.frames)
+            yield from out.new_frames
+
+    @torch.no_grad()
+    def generate_chunks(
+        self,
+        inputs: PipelineInputs,
+        height: int,
+        width: int,
+        opts: SamplingOptions = SamplingOptions(),
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+        resume: dict[str, np.ndarray] | None = None,
+    ) -> Iterator[ChunkOutput]:
+        """Each chunk with the state that resumes after it; from the chunk after ``resume``'s, if given.
+
+        A resumed run makes exactly the latents and frames of an uninterrupted one: the state
+        holds what carries from chunk to chunk (the motion latents and the noise generator's
+        state); the text and audio embeddings, the colour reference and each chunk's
+        conditioning are recomputed from the same inputs.
+        """
         # 1. Check inputs
         self.check_inputs(inputs, height, width)
         cancel = cancel or CancelToken()
@@ -193,26 +241,39 @@ class InfiniteTalkPipeline:
         end = chunks[-1].start + CHUNK_FRAMES
         latent_t = (CHUNK_FRAMES - 1) // 4 + 1
         motion_t = (MOTION_FRAMES - 1) // 4 + 1
+        first = 0 if resume is None else _resumed_chunk(resume, inputs.num_frames, len(chunks))
+        work, done = len(chunks) * opts.steps, first * opts.steps
+        if first == len(chunks):  # the checkpoint came after the last chunk
+            progress(1.0, f"chunk {len(chunks)}/{len(chunks)}")
+            return
 
         # 3. Encode prompts and audio
         text = self.encode_prompt(inputs.prompt or DEFAULT_PROMPT)
         negative = self.encode_prompt(NEGATIVE_PROMPT)
-        progress(0.0, "encoding audio")
+        progress(done / work, "encoding audio")
         audio = self.encode_audio(inputs.audio, inputs.num_frames, end)
 
-        # 4. Timesteps
+        # 4. Timesteps, noise, and what the chunks carry over (from the state when resuming)
         sigmas = sigma_schedule(opts.steps, opts.shift).tolist()
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
         source = _SourceFrames(inputs.video) if inputs.video is not None else None
-        reference: torch.Tensor | None = None  # colour reference: the first chunk's reference frame
+        # The colour reference is the first chunk's reference frame, for every chunk.
+        reference = to_tensor(inputs.image if source is None else source.at(0), self.device)
         motion: torch.Tensor | None = None
-        work, done = len(chunks) * opts.steps, 0
+        if resume is not None:
+            # Copies: a loaded checkpoint's arrays may be read-only (memory-mapped).
+            generator.set_state(torch.tensor(resume["generator"], dtype=torch.uint8))
+            motion = torch.tensor(resume["motion"], dtype=torch.float32, device=self.device)
+            expected = (1, 16, motion_t, height // 8, width // 8)
+            if tuple(motion.shape) != expected:
+                raise EngineError(
+                    f"the checkpoint's motion latents are {tuple(motion.shape)}, this job needs {expected}: "
+                    "it belongs to another job; delete it to start this one over"
+                )
 
-        for chunk in chunks:
+        for chunk in chunks[first:]:
             # 5. Reference frame and conditioning for this chunk
             ref = inputs.image if source is None else source.at(chunk.start)
-            if reference is None:
-                reference = to_tensor(ref, self.device)
             clip, cond = self.condition(ref, CHUNK_FRAMES)
             windows = torch.stack([audio_windows(a, chunk.start, CHUNK_FRAMES) for a in audio]).to(self.device)
             # Null audio for guidance: ONE person's zeros, still through audio_proj, as the official
@@ -247,10 +308,31 @@ class InfiniteTalkPipeline:
             video = self.vae.decode(x)
             if opts.color_correction > 0:
                 video = color_correct(video, reference, opts.color_correction)
-            if chunk.index < len(chunks) - 1:
+            last = chunk.index == len(chunks) - 1
+            if not last:
                 motion = self.vae.encode(video[:, :, -MOTION_FRAMES:])[:, :, :motion_t]
             frames = to_frames(video)
             del video
-            if on_chunk is not None:
-                on_chunk(chunk.index, frames)
-            yield from frames[chunk.keep_from : chunk.keep_from + chunk.keep]
+
+            # 9. The state the next chunk starts from (arrays only: saved without pickle)
+            state = {
+                "chunk": np.array(chunk.index, np.int64),
+                "num_frames": np.array(inputs.num_frames, np.int64),
+                "generator": generator.get_state().numpy(),
+            }
+            if not last:
+                state["motion"] = motion.cpu().numpy().copy()  # not a view of the tensor the next chunk reads
+            yield ChunkOutput(chunk, len(chunks), frames, state)
+
+
+def _resumed_chunk(state: dict[str, np.ndarray], num_frames: int, count: int) -> int:
+    """The chunk to start from after ``state``'s, checked against this job."""
+    if int(state["num_frames"]) != num_frames:
+        raise EngineError(
+            f"the checkpoint is of a {int(state['num_frames'])}-frame job, this one has {num_frames} frames: "
+            "it belongs to another job; delete it to start this one over"
+        )
+    first = int(state["chunk"]) + 1
+    if not 1 <= first <= count:
+        raise EngineError(f"the checkpoint is after chunk {first} of {count}; delete it to start this job over")
+    return first
