@@ -1,4 +1,4 @@
-"""One job over 2 processes (gloo, CPU): the parallel forward equals the single-process one.
+"""One job over 2 and 4 processes (gloo, CPU): the parallel forward equals the single-process one.
 
 Both ranks join as torchrun's ranks do (``launch.join_job``), build the same tiny model (same seed),
 enable parallelism and run every case; rank 0 saves what it got. The parent computes each case on one process and compares. fp32: the largest
@@ -21,10 +21,9 @@ from infinitetalk.engines.neural.configs import TINY
 from infinitetalk.engines.neural.parallel import disable_parallel, enable_parallel, frame_split
 from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
 
-WORLD = 2
 TIMEOUT_S = 120
 ATOL = 5e-6
-FRAMES = 5  # latent frames: 3 + 2 over two ranks
+FRAMES = 5  # latent frames: 3 + 2 over two ranks, 2 + 1 + 1 + 1 over four
 # Two speakers on a 3x4-token frame: person 1 top-left, person 2 top-right, the bottom row background.
 MASKS = torch.tensor(
     [[1.0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0], [0] * 8 + [1.0] * 4]
@@ -51,18 +50,18 @@ def _case(name: str) -> tuple:
 
 
 CASES = {
-    "one": "auto",  # Ulysses: 2 heads over 2 ranks
+    "one": "auto",  # 2 ranks: Ulysses (2 heads over 2); 4 ranks: all-gather (2 heads do not split 4 ways)
     "one_allgather": "allgather",
     "two": "auto",
-    "two_2passes": "auto",  # one pass per rank, no sequence split
-    "two_3passes": "auto",  # 3 passes do not divide over 2 ranks: both split the sequence of all 3
+    "two_2passes": "auto",  # 2 ranks: one pass each, no sequence split; 4: two pass groups of two ranks
+    "two_3passes": "auto",  # 3 passes do not divide over 2 or 4 ranks: all ranks split the sequence of all 3
 }
 
 
-def _rank(rank: int, port: int, out: str) -> None:
+def _rank(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD))
+                      WORLD_SIZE=str(world))
     assert launch.join_job() == rank
     try:
         model = _model()
@@ -84,18 +83,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def parallel_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+@pytest.fixture(scope="module", params=[2, 4], ids=["2 ranks", "4 ranks"])
+def parallel_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    world = request.param
     out = tmp_path_factory.mktemp("parallel") / "results.pt"
     # fork: the ranks start in half a second with everything imported (spawn re-imports torch, diffusers and
     # transformers: 20-45 s on a busy CI box); they run one thread each, as DataLoader's forked workers do.
-    ctx = mp.start_processes(_rank, args=(_free_port(), str(out)), nprocs=WORLD, join=False, start_method="fork")
+    ctx = mp.start_processes(_rank, args=(world, _free_port(), str(out)), nprocs=world, join=False,
+                             start_method="fork")
     deadline = time.monotonic() + TIMEOUT_S
     while not ctx.join(timeout=1):  # raises at once if a rank raised or died
         if time.monotonic() > deadline:
             for p in ctx.processes:
                 p.kill()
-            pytest.fail(f"the {WORLD} ranks did not finish in {TIMEOUT_S} s")
+            pytest.fail(f"the {world} ranks did not finish in {TIMEOUT_S} s")
     return torch.load(out)
 
 
