@@ -1,8 +1,9 @@
 """One job over 2 and 4 processes (gloo, CPU): the parallel forward equals the single-process one.
 
-Both ranks join as torchrun's ranks do (``launch.join_job``), build the same tiny model (same seed),
-enable parallelism and run every case; rank 0 saves what it got. The parent computes each case on one process and compares. fp32: the largest
-difference measured is 7e-7 on outputs up to ~2.4 (float sums in another order); ATOL holds it.
+The ranks join as torchrun's ranks do (``launch.join_job``), build the same tiny model (same seed),
+enable parallelism and run every case; rank 0 saves what it got. The parent computes each case on
+one process and compares. fp32: the largest difference measured is 7e-7 on outputs up to ~2.4
+(float sums in another order); ATOL holds it.
 A rank that raises fails the test at once; one that hangs fails it after TIMEOUT_S.
 """
 
