@@ -86,8 +86,12 @@ class PreviewEngine:
                 start = index * PREVIEW_CHUNK_FRAMES
                 chunk = np.empty((min(PREVIEW_CHUNK_FRAMES, job.num_frames - start), job.height, job.width, 3),
                                  np.uint8)
-                for i in range(len(chunk)):
-                    chunk[i] = next(frames)
+                filled = 0
+                for frame in islice(frames, len(chunk)):
+                    chunk[filled] = frame
+                    filled += 1
+                if filled < len(chunk):
+                    raise EngineError(f"the source gave {start + filled} frames, the job needs {job.num_frames}")
                 state = {"chunk": np.array(index, np.int64), "num_frames": np.array(job.num_frames, np.int64)}
                 yield ChunkResult(index, count, chunk, state)
         finally:
