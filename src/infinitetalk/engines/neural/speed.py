@@ -40,6 +40,9 @@ ATTENTION: tuple[str, ...] = get_args(NeuralAttention)
 #: 0.61% vs 0.20% relative; the whole output 0.32% vs 0.28%) for ~15% of the block's linear FLOPs.
 PRECISE_LAYERS: tuple[str, ...] = ("audio_cross_attn",)
 
+#: Compiled versions of the block's forward kept before dynamo gives up on new shapes (see compile_blocks).
+RECOMPILE_LIMIT = 64
+
 #: FP8 matmuls with per-row scales (torch._scaled_mm) need compute capability 8.9 or newer.
 FP8_CAPABILITY = (8, 9)
 
@@ -250,6 +253,9 @@ def compile_blocks(
     two people), and static kernels are the fastest; each new shape compiles once (see ``warm_up``).
     ``fullgraph=False``: a graph break costs some speed, never a failed job.
     """
+    # Every shape is one more compiled version of the block's forward (buckets x passes x people, and
+    # each model built in the process); past torch's default of 8, dynamo silently runs the block eagerly.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     transformer.compile_repeated_blocks(backend=backend, fullgraph=fullgraph, dynamic=dynamic)
 
 
