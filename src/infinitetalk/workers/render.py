@@ -117,7 +117,6 @@ def render(
     progress = _Monotonic(progress)
     with tempfile.TemporaryDirectory(prefix="infinitetalk-render-") as scratch:
         work = work or WorkFolder(Path(scratch) / "work")
-        work.folder.mkdir(parents=True, exist_ok=True)
 
         # 1. Inputs, with the seed of the run this one resumes
         progress(0.0, "preparing")
@@ -237,6 +236,7 @@ def _finish_chunk(work: WorkFolder, checkpoint: Checkpoint, chunk: ChunkResult, 
     """Encode a chunk's segment, then record it in the checkpoint (in that order: see ``checkpoint.py``)."""
     start = checkpoint.frames_done
     name = segment_name(len(checkpoint.segments))
+    work.folder.mkdir(parents=True, exist_ok=True)  # only now: a job that fails before its first chunk leaves none
     info = write_segment(work.path(name), chunk.frames, start_frame=start, fps=job.fps, audio=audio.result(),
                          last=chunk.index == chunk.count - 1)
     checkpoint.chunks = chunk.count
