@@ -40,12 +40,12 @@ if [[ "${1:-}" == "--wheels" ]]; then
     exit 0
 fi
 
+args=(--quality-steps 2 --budget-s 480)
 if [[ "${1:-}" == "--tiny" ]]; then
     py=.venv/bin/python; [[ -x $py ]] || py=python3
-    args=(--tiny)
+    args+=(--tiny)
 else
     py=python3
-    args=(--quality-steps 2 --budget-s 480)
     if [[ -d .whl ]]; then
         $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
         export PYTHONPATH=/tmp/site

@@ -391,7 +391,7 @@ def main() -> int:
             steps_s = timed_s * mode.steps / steps
             chunk_s = steps_s + vae_s
             mark = "~" if steps != mode.steps else ""
-            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+            peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if device.type == "cuda" else "-"
             flops = count_flops(cfg, passes, latent_hw, image_tokens, latent_frames)
             mfu = flops * mode.steps / steps_s / (rate * world)
             key = f"{mode.name}/{steps}"
@@ -404,7 +404,7 @@ def main() -> int:
             table.add(
                 [mode.name, label, f"{mode.steps}{mark}", str(passes), str(world), f"{warm_s:.2f}"]
                 + [f"{mark}{chunk_s:.2f}", f"{mark}{chunk_s / VIDEO_S_PER_CHUNK:.2f}", f"{mark}{steps_s:.2f}"]
-                + [f"{vae_s:.2f}", f"{peak:.1f}", f"{mfu:.1%}", close]
+                + [f"{vae_s:.2f}", peak, f"{mfu:.1%}", close]
             )
             if row.cache:
                 against = f"{psnr(latents, uncached):.1f} dB" if uncached is not None else "n/a"

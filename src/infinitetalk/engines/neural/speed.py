@@ -6,9 +6,9 @@ the first job; every check that can fail runs here, so a job never meets a missi
 - ``quantize``: torchao on the linear layers of the transformer blocks only. ``fp8``: float8 weights
   and dynamically quantized float8 activations with per-row scales (needs FP8 tensor cores, CUDA
   compute capability 8.9+: Ada, Hopper, Blackwell); ``int8``: int8 weight-only, per output channel,
-  on any device. The embedders, the output head, the adapter's ``audio_proj`` and the blocks' audio
-  cross-attention stay as loaded (a sliver of the FLOPs; the audio path carries the lip sync, see
-  ``PRECISE_LAYERS``).
+  on any device. The embedders, the output head and the adapter's ``audio_proj`` (a sliver of the
+  FLOPs) and the blocks' audio cross-attention (it carries the lip sync: ``PRECISE_LAYERS``) stay
+  as loaded.
 - ``attention``: a diffusers backend for the self- and text/image cross-attention (the audio
   cross-attention is short, 32 keys per frame, and stays on torch's SDPA).
 - ``compile``: ``torch.compile`` of each ``InfiniteTalkBlock`` (diffusers' regional compile): one
