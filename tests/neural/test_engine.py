@@ -267,3 +267,22 @@ def test_load_engine_picks_neural_when_weights_are_configured(tiny_weights) -> N
 
     assert load_engine(Settings(weights_dir=tiny_weights.root)).name == "neural"
     assert load_engine(Settings()).name == "preview"
+
+
+def test_speed_settings_reach_the_engine(tiny_weights) -> None:
+    """INFINITETALK_NEURAL_QUANTIZE / _STEP_CACHE: int8 block linears, and a step cache on the many-step jobs only."""
+    from infinitetalk.config import Settings
+    from infinitetalk.engines import load_engine
+    from infinitetalk.engines.neural.caching import cache_stats
+
+    engine = load_engine(Settings(weights_dir=tiny_weights.root, neural_quantize="int8",
+                                  neural_step_cache="first_block", neural_step_cache_threshold=0.5))
+    transformer = engine.pipeline.transformer
+    assert type(transformer.blocks[0].attn1.to_q.weight).__module__.startswith("torchao")  # quantized
+    assert type(transformer.audio_proj.proj1.weight) is torch.nn.Parameter  # kept precise
+    engine.options = SamplingOptions(steps=12)
+    frames = list(engine.generate(_job(frames=5), lambda *_: None, CancelToken()))
+    assert len(frames) == 5 and cache_stats(engine.pipeline.transformer)["block_skips"] > 0
+    engine.options = SamplingOptions(steps=2)  # the fast mode: no cache
+    list(engine.generate(_job(frames=5), lambda *_: None, CancelToken()))
+    assert not engine.pipeline.transformer.is_cache_enabled

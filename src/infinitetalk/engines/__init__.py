@@ -37,11 +37,19 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
             "the neural engine needs its weights: pass --weights DIR (see `infinitetalk models download`)",
             field="weights",
         )
+    from infinitetalk.engines.neural.caching import StepCache
     from infinitetalk.engines.neural.engine import NeuralEngine
+    from infinitetalk.engines.neural.speed import SpeedOptions
 
-    return NeuralEngine.from_pretrained(
-        weights_dir, variant=settings.neural_variant, offload=settings.neural_offload
+    engine = NeuralEngine.from_pretrained(
+        weights_dir, variant=settings.neural_variant, offload=settings.neural_offload,
+        speed=SpeedOptions.from_settings(settings), step_cache=StepCache.from_settings(settings),
     )
+    if settings.neural_compile:  # once per process (a worker, a server), not per task: the 480p square bucket
+        from infinitetalk.engines.neural.speed import warm_up
+
+        warm_up(engine)
+    return engine
 
 
 __all__ = ["CancelToken", "Engine", "EngineJob", "ProgressCallback", "Speaker", "load_engine"]

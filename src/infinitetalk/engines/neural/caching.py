@@ -34,12 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers.hooks import FirstBlockCacheConfig, HookRegistry, MagCacheConfig, ModelHook, TaylorSeerCacheConfig
 from diffusers.hooks.hooks import CacheContext
 from diffusers.hooks.mag_cache import _MAG_CACHE_BLOCK_HOOK
+
+from infinitetalk.config import Settings
 
 STEP_CACHE_KINDS = ("first_block", "magcache", "taylorseer")
 #: The threshold a kind gets when none is given (see benchmarks/step_cache.py for what they cost).
@@ -156,6 +158,23 @@ def _config(kind: str, threshold: float, steps: int, mag_ratios: Sequence[float]
     )
 
 
+@dataclass(frozen=True)
+class StepCache:
+    """Which step cache a neural engine puts on its many-step jobs (settings ``neural_step_cache[_threshold]``)."""
+
+    #: Fewer steps than this (the 4-step fast modes): no cache; each step moves the latents too far to reuse.
+    MIN_STEPS: ClassVar[int] = 10
+
+    kind: str
+    threshold: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StepCache | None:
+        if settings.neural_step_cache == "none":
+            return None
+        return cls(settings.neural_step_cache, settings.neural_step_cache_threshold)
+
+
 def enable_step_cache(
     transformer: torch.nn.Module,
     kind: str,
@@ -182,6 +201,10 @@ def enable_step_cache(
         raise ValueError(f"a step cache reuses earlier steps, so it needs 2 or more steps per run, got {steps}")
     if mag_ratios is not None and len(mag_ratios) < 2:
         raise ValueError("mag_ratios needs one ratio per step (at least 2); leave it out to calibrate")
+    if kind != "taylorseer" and getattr(transformer, "parallel_forward", None) is not None:
+        # first_block decides from each rank's own slice of the tokens, magcache from ratios each rank measured
+        # itself: ranks that skip different blocks hang in their collectives. TaylorSeer decides by step number.
+        raise ValueError(f"the {kind} step cache cannot run one job across several GPUs; use taylorseer")
     disable_step_cache(transformer)
     if not hasattr(transformer, _RATIOS_ATTR):
         setattr(transformer, _RATIOS_ATTR, {})

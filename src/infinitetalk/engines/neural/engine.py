@@ -11,8 +11,10 @@ import torch
 
 from infinitetalk.engines.base import CancelToken, ChunkResult, EngineJob, EngineState, ProgressCallback
 from infinitetalk.engines.neural.audio import AudioEncoder
+from infinitetalk.engines.neural.caching import StepCache, disable_step_cache, enable_step_cache
 from infinitetalk.engines.neural.pipeline import InfiniteTalkPipeline, PipelineInputs, SamplingOptions
 from infinitetalk.engines.neural.sampler import Guidance
+from infinitetalk.engines.neural.speed import SpeedOptions, apply_speed
 from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder, load_clip, load_t5
 from infinitetalk.engines.neural.vae import VideoVAE, load_vae
 from infinitetalk.engines.neural.weights import WeightsLayout, load_transformer
@@ -88,11 +90,14 @@ class NeuralEngine:
     name = "neural"
 
     def __init__(
-        self, pipeline: InfiniteTalkPipeline, *, variant: str = "single", options: SamplingOptions | None = None
+        self, pipeline: InfiniteTalkPipeline, *, variant: str = "single", options: SamplingOptions | None = None,
+        step_cache: StepCache | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.variant = variant
         self.options = options or SamplingOptions()
+        self.step_cache = step_cache
+        self._cached_steps: int | None = None  # the step count the cache is set up for; None: off
 
     @classmethod
     def from_pretrained(
@@ -105,11 +110,15 @@ class NeuralEngine:
         variant: str = "single",
         loras: dict[Path, float] | None = None,
         options: SamplingOptions | None = None,
+        speed: SpeedOptions | None = None,
+        step_cache: StepCache | None = None,
     ) -> NeuralEngine:
         """Load every part from a weights folder (see ``WeightsLayout``).
 
         ``offload``: keep the transformer's blocks in CPU memory and stream them to the GPU one
         at a time (diffusers group offload), for 24-48 GB cards; the passes then run one by one.
+        ``speed``: FP8/int8, the attention backend and regional compile (``speed.py``), checked before anything
+        is loaded. ``step_cache``: a block cache for the many-step modes (``caching.py``).
         """
         layout = WeightsLayout(Path(weights_dir))
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -126,6 +135,7 @@ class NeuralEngine:
             for name, module in transformer.named_children():
                 if name != "blocks":  # the small parts live on the GPU
                     module.to(device)
+        apply_speed(transformer, speed or SpeedOptions(), device)
         vae = VideoVAE(load_vae(layout.require(layout.vae, "Wan VAE"), device))
         text = TextEncoder(
             load_t5(layout.require(layout.t5, "T5 text encoder"), device, dtype),
@@ -137,7 +147,7 @@ class NeuralEngine:
         opts = options or SamplingOptions()
         if offload:
             opts = SamplingOptions(opts.steps, opts.shift, opts.guidance, opts.color_correction, batch_passes=False)
-        return cls(pipe, variant=variant, options=opts)
+        return cls(pipe, variant=variant, options=opts, step_cache=step_cache)
 
     def _options(self, job: EngineJob) -> SamplingOptions:
         """Per-job overrides from ``job.extras`` (steps, shift, text_scale, audio_scale, color_correction)."""
@@ -157,8 +167,8 @@ class NeuralEngine:
         )
 
     def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
-        yield from self.pipeline.generate(self._inputs(job), job.height, job.width, self._options(job), progress,
-                                          cancel)
+        for chunk in self.generate_chunks(job, progress, cancel):
+            yield from chunk.frames
 
     def generate_chunks(
         self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken, resume: EngineState | None = None
@@ -168,11 +178,23 @@ class NeuralEngine:
         A state holds the next chunk's motion latents and the noise generator's state (see
         ``ChunkOutput.state``); resuming from it makes the frames an uninterrupted run makes.
         """
+        options = self._options(job)
+        self._cache_for(options.steps)
         chunks = self.pipeline.generate_chunks(
-            self._inputs(job), job.height, job.width, self._options(job), progress, cancel, resume
+            self._inputs(job), job.height, job.width, options, progress, cancel, resume
         )
         for out in chunks:
             yield ChunkResult(out.chunk.index, out.count, np.ascontiguousarray(out.new_frames), out.state)
+
+    def _cache_for(self, steps: int) -> None:
+        """The step cache on for a many-step job (set up for its step count), off for the few-step modes, where
+        every step changes the latents too much to reuse a block's output."""
+        wanted = self.step_cache is not None and steps >= StepCache.MIN_STEPS
+        if wanted and self._cached_steps != steps:
+            enable_step_cache(self.pipeline.transformer, self.step_cache.kind, self.step_cache.threshold, steps)
+        elif not wanted and self._cached_steps is not None:
+            disable_step_cache(self.pipeline.transformer)
+        self._cached_steps = steps if wanted else None
 
     def _inputs(self, job: EngineJob) -> PipelineInputs:
         if len(job.speakers) == 2 and self.variant != "multi":
