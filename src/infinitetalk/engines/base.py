@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from infinitetalk.errors import Canceled
+from infinitetalk.errors import Canceled, EngineError
 from infinitetalk.schema import BBox, Mode
 
 #: progress(fraction in [0, 1], stage name). Called often; must be cheap.
@@ -120,3 +120,17 @@ class ResumableEngine(Engine, Protocol):
         Progress fractions are over the whole job, so a resumed run starts where the interrupted one stopped.
         """
         ...
+
+
+def chunk_after(state: EngineState, num_frames: int, count: int) -> int:
+    """The chunk a run resumed from ``state`` starts with, checked against this job (``num_frames`` frames in
+    ``count`` chunks): a checkpoint of another job is refused, never half-used."""
+    if int(state["num_frames"]) != num_frames:
+        raise EngineError(
+            f"the checkpoint is of a {int(state['num_frames'])}-frame job, this one has {num_frames} frames: "
+            "it belongs to another job; delete it to start this one over"
+        )
+    first = int(state["chunk"]) + 1
+    if not 1 <= first <= count:
+        raise EngineError(f"the checkpoint is after chunk {first} of {count}; delete it to start this job over")
+    return first

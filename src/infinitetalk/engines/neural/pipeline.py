@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from infinitetalk.engines.base import CancelToken, ProgressCallback, no_progress
+from infinitetalk.engines.base import CancelToken, ProgressCallback, chunk_after, no_progress
 from infinitetalk.engines.neural.audio import AudioEncoder, audio_windows
 from infinitetalk.engines.neural.loop import (
     CHUNK_FRAMES,
@@ -241,7 +241,7 @@ class InfiniteTalkPipeline:
         end = chunks[-1].start + CHUNK_FRAMES
         latent_t = (CHUNK_FRAMES - 1) // 4 + 1
         motion_t = (MOTION_FRAMES - 1) // 4 + 1
-        first = 0 if resume is None else _resumed_chunk(resume, inputs.num_frames, len(chunks))
+        first = 0 if resume is None else chunk_after(resume, inputs.num_frames, len(chunks))
         work, done = len(chunks) * opts.steps, first * opts.steps
         if first == len(chunks):  # the checkpoint came after the last chunk
             progress(1.0, f"chunk {len(chunks)}/{len(chunks)}")
@@ -323,16 +323,3 @@ class InfiniteTalkPipeline:
             if not last:
                 state["motion"] = motion.cpu().numpy().copy()  # not a view of the tensor the next chunk reads
             yield ChunkOutput(chunk, len(chunks), frames, state)
-
-
-def _resumed_chunk(state: dict[str, np.ndarray], num_frames: int, count: int) -> int:
-    """The chunk to start from after ``state``'s, checked against this job."""
-    if int(state["num_frames"]) != num_frames:
-        raise EngineError(
-            f"the checkpoint is of a {int(state['num_frames'])}-frame job, this one has {num_frames} frames: "
-            "it belongs to another job; delete it to start this one over"
-        )
-    first = int(state["chunk"]) + 1
-    if not 1 <= first <= count:
-        raise EngineError(f"the checkpoint is after chunk {first} of {count}; delete it to start this job over")
-    return first

@@ -19,7 +19,14 @@ from itertools import islice
 
 import numpy as np
 
-from infinitetalk.engines.base import CancelToken, ChunkResult, EngineJob, EngineState, ProgressCallback
+from infinitetalk.engines.base import (
+    CancelToken,
+    ChunkResult,
+    EngineJob,
+    EngineState,
+    ProgressCallback,
+    chunk_after,
+)
 from infinitetalk.engines.preview.animator import FaceAnimator, FacePose
 from infinitetalk.engines.preview.audio_features import speech_features
 from infinitetalk.engines.preview.faces import assign_faces
@@ -79,7 +86,7 @@ class PreviewEngine:
         frame costs ~5 ms of CPU, a made one ~14 ms (before encoding).
         """
         count = -(-job.num_frames // PREVIEW_CHUNK_FRAMES)
-        first = 0 if resume is None else _resumed_chunk(resume, job.num_frames, count)
+        first = 0 if resume is None else chunk_after(resume, job.num_frames, count)
         frames = self._frames(job, progress, cancel, start=first * PREVIEW_CHUNK_FRAMES)
         try:
             for index in range(first, count):
@@ -192,16 +199,3 @@ def _tracked(frames: Iterator[np.ndarray], tracker: FaceTracker, neutral: list[N
     yield from first
     for frame in frames:
         yield frame, tracker.update(frame)
-
-
-def _resumed_chunk(state: EngineState, num_frames: int, count: int) -> int:
-    """The chunk to start from after ``state``'s, checked against this job."""
-    if int(state["num_frames"]) != num_frames:
-        raise EngineError(
-            f"the checkpoint is of a {int(state['num_frames'])}-frame job, this one has {num_frames} frames: "
-            "it belongs to another job; delete it to start this one over"
-        )
-    first = int(state["chunk"]) + 1
-    if not 1 <= first <= count:
-        raise EngineError(f"the checkpoint is after chunk {first} of {count}; delete it to start this job over")
-    return first
