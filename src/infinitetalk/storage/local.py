@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path

@@ -33,7 +33,7 @@ from botocore.config import Config
 
 from infinitetalk.config import Settings
 from infinitetalk.storage.base import SAFE_NAME, Download, StorageUnavailable, check_signed, content_type, sign
-from infinitetalk.tasks.errors import Gone, NotFound
+from infinitetalk.tasks.errors import Gone
 
 log = logging.getLogger(__name__)
 

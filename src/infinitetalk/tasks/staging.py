@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InfiniteTalkError, InvalidRequest
+from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.media.audio import probe_duration
 from infinitetalk.media.disk import disk_writes
 from infinitetalk.media.fetch import fetch_to_file
