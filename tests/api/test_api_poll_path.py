@@ -101,3 +101,4 @@ def test_a_list_pages_newest_first_with_its_filter(runtime: Runtime) -> None:
     failed, _ = runtime.service.list(key=key, status=TaskStatus.FAILED)
     assert [task.id for task in failed] == ["task_1", "task_3"]
     assert failed[0].request == {"audio": ["data:audio/wav;base64,..."], "n": 1}
+

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep, get_key, runtime_of
+from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep, get_key, run_read, runtime_of
 from infinitetalk.api.errors import ERROR_RESPONSES
 from infinitetalk.api.submission import read_json, read_multipart, read_submission
 from infinitetalk.api.waiting import prefer_wait, task_events, wait_for_end
@@ -79,7 +79,7 @@ async def list_tasks(request: Request, limit: Annotated[int, Query(ge=1, le=100)
     # Polls and lists are most of a busy server's requests: the key check, the query and the JSON take one
     # thread hop here, where RuntimeDep + KeyDep + a sync route would take four (FastAPI runs each sync
     # dependency, the route and the check of its return value in the thread pool, one hop each).
-    return Response(await run_in_threadpool(page), media_type="application/json")
+    return Response(await run_read(runtime, page), media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic)
@@ -100,7 +100,7 @@ async def get_task(task_id: str, request: Request, prefer: Annotated[str | None,
 
     # The hot path of every poller: the same key check as KeyDep and the read in one thread hop (not three),
     # and the view serialized once (FastAPI would validate the TaskPublic again before dumping it).
-    return Response(await run_in_threadpool(read), media_type="application/json")
+    return Response(await run_read(runtime, read), media_type="application/json")
 
 
 @router.get("/tasks/{task_id}/events", response_class=StreamingResponse,
