@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 import urllib.parse
@@ -13,7 +14,7 @@ import pytest
 from services import S3Server
 
 from infinitetalk.config import Settings
-from infinitetalk.storage import Storage, open_storage
+from infinitetalk.storage import OutputMirror, Storage, open_storage
 from infinitetalk.tasks.errors import Gone
 
 
@@ -70,3 +71,37 @@ def test_an_upload_is_whole_or_nothing(storage: Storage, tmp_path: Path) -> None
     storage.delete_upload("upl_contract1")
     with pytest.raises(FileNotFoundError):
         storage.copy_upload("upl_contract1", tmp_path / "copy")
+
+
+def test_a_task_s_outputs_expire_together(storage: Storage) -> None:
+    """A long render's first segments are older than the TTL before it ends: nothing of a task goes while its
+    newest file is fresh (the checkpoint, rewritten per chunk; then the video), and everything goes after."""
+    mirror = OutputMirror(storage, "task_l")
+    folder = storage.output_path("task_l").parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("seg-00000.ts", "checkpoint.json"):
+        (folder / name).write_bytes(name.encode())
+        mirror.push(folder / name)
+        assert (folder / name).exists()  # a render keeps reading its own copy
+    if not storage.shared:  # a local file ages by its mtime (in a bucket, by when it was stored: see below)
+        old = time.time() - 3600
+        os.utime(folder / "seg-00000.ts", (old, old))
+    assert storage.delete_expired(output_ttl_s=1800, upload_ttl_s=60, stale_s=60, now=time.time()) == (0, 0)
+    target = folder.parent.parent / "pulled.ts"
+    assert mirror.pull("seg-00000.ts", target) and target.read_bytes() == b"seg-00000.ts"
+    assert storage.delete_expired(output_ttl_s=60, upload_ttl_s=60, stale_s=60, now=time.time() + 3600) == (2, 0)
+    assert not mirror.pull("seg-00000.ts", target)
+
+
+def test_bucket_outputs_expire_by_their_task_s_newest_object() -> None:
+    from datetime import UTC, datetime
+
+    from infinitetalk.storage.s3 import _expired
+
+    def item(key: str, when: float) -> dict:
+        return {"Key": key, "LastModified": datetime.fromtimestamp(when, UTC)}
+
+    items = [item("p/outputs/a/seg-00000.ts", 100), item("p/outputs/a/checkpoint.json", 900),
+             item("p/outputs/b/video.mp4", 100), item("p/outputs/b/seg-00000.ts", 200)]
+    assert _expired(iter(items), 500, by_folder=True) == ["p/outputs/b/video.mp4", "p/outputs/b/seg-00000.ts"]
+    assert _expired(iter(items), 500, by_folder=False) == [i["Key"] for i in items if i["Key"] != "p/outputs/a/checkpoint.json"]

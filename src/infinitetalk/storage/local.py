@@ -158,14 +158,19 @@ def _older_than(folder: Path, age_s: float, now: float) -> list[Path]:
 
 
 def _expired_outputs(outputs: Path, ttl_s: float, stale_s: float, now: float) -> list[Path]:
-    """Finished files past the TTL, and hidden partial files a dead process left behind.
+    """A task's files once its newest is past the TTL, and hidden partial files a dead process left behind.
 
-    A finished file's mtime is when its task ended (the encoder's last write, kept by the rename), which is
-    when its TTL starts; a folder's own mtime is not, since a running task creates it at start.
+    A task's files go together: a long render's first segments are older than the TTL before it ends, and its
+    checkpoint is rewritten with every chunk. The newest file's mtime is when the task ended (the encoder's last
+    write, kept by the rename), which is when the TTL starts; a folder's own mtime is not, since a running task
+    creates it at start.
     """
     found = []
-    for path in outputs.glob("*/*"):
-        age = stale_s if path.name.startswith(".") else ttl_s
-        if path.is_file() and path.stat().st_mtime + age < now:
-            found.append(path)
+    for folder in outputs.glob("*"):
+        files = [path for path in folder.glob("*") if path.is_file()]
+        partial = [path for path in files if path.name.startswith(".")]
+        found += [path for path in partial if path.stat().st_mtime + stale_s < now]
+        done = [path for path in files if not path.name.startswith(".")]
+        if done and max(path.stat().st_mtime for path in done) + ttl_s < now:
+            found += done
     return found

@@ -285,7 +285,7 @@ class S3Storage:
             prefix = f"{self.prefix}/{folder}/" if self.prefix else f"{folder}/"
             with self._calling(f"sweeping {folder}"):
                 cutoff = now - ttl_s - SWEEP_GRACE_S
-                old = [item["Key"] for item in self._list(prefix) if item["LastModified"].timestamp() < cutoff]
+                old = _expired(self._list(prefix), cutoff, by_folder=folder == "outputs")
                 self._delete(old)
             counts.append(len(old))
         self._prune_scratch(stale_s, now)
@@ -303,6 +303,19 @@ class S3Storage:
                         path.rmdir()  # only when empty
                     else:
                         path.unlink()
+
+
+def _expired(items: Iterator[dict], cutoff: float, *, by_folder: bool) -> list[str]:
+    """Keys stored before ``cutoff``. ``by_folder``: a task's outputs go together, once the newest is that old
+    (a long render's first segments are older than the TTL before it ends; its checkpoint is rewritten with
+    every chunk)."""
+    newest: dict[str, float] = {}
+    keys: dict[str, list[str]] = {}
+    for item in items:
+        group = item["Key"].rsplit("/", 1)[0] if by_folder else item["Key"]
+        newest[group] = max(newest.get(group, 0.0), item["LastModified"].timestamp())
+        keys.setdefault(group, []).append(item["Key"])
+    return [key for group, when in newest.items() if when < cutoff for key in keys[group]]
 
 
 class _PendingUpload:
