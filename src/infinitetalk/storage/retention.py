@@ -16,12 +16,17 @@ from infinitetalk.storage.base import Storage
 log = logging.getLogger(__name__)
 
 
-#: How the MP4 writer names a video while it is being written (media.video.Mp4Writer).
-PARTIAL_SUFFIX = ".partial.mp4"
+#: How our writers name a file while it is being written: hidden, with ".partial" in its name (media.video,
+#: media.segments, workers.checkpoint).
+PARTIAL_GLOB = ".*.partial*"
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(".") and ".partial" in name
 
 
 def _partials_open() -> set[str] | None:
-    """Partial videos some process of ours has open, from /proc; None where the system cannot tell."""
+    """Partial files some process of ours has open, from /proc; None where the system cannot tell."""
     proc = Path("/proc")
     if not (proc / "self" / "fd").is_dir():
         return None
@@ -34,13 +39,14 @@ def _partials_open() -> set[str] | None:
         for fd in fds:
             with contextlib.suppress(OSError):
                 target = os.readlink(fd)
-                if target.endswith(PARTIAL_SUFFIX):
+                if _is_partial(os.path.basename(target)):
                     held.add(target)
     return held
 
 
 def remove_orphan_partials(storage: Storage) -> int:
-    """At start-up: delete the partial videos no live process is writing (left by a killed run).
+    """At start-up: delete the partial files (videos, segments, checkpoints) no live process is writing (left by
+    a killed run).
 
     A writer keeps its partial file open until it renames it, so a partial nobody has open is a dead
     process's. Where /proc is missing every partial counts as dead: on one machine, anything present
@@ -48,7 +54,7 @@ def remove_orphan_partials(storage: Storage) -> int:
     """
     held = _partials_open()
     removed = 0
-    for path in (storage.root / "outputs").glob(f"*/.*{PARTIAL_SUFFIX}"):
+    for path in (storage.root / "outputs").glob(f"*/{PARTIAL_GLOB}"):
         if held is not None and str(path) in held:
             continue
         with contextlib.suppress(FileNotFoundError):
@@ -57,7 +63,7 @@ def remove_orphan_partials(storage: Storage) -> int:
         with contextlib.suppress(OSError):  # not empty: the task's finished video or another partial
             path.parent.rmdir()
     if removed:
-        log.info("start-up: deleted %d partial video(s) left by a stopped process", removed)
+        log.info("start-up: deleted %d partial file(s) left by a stopped process", removed)
     return removed
 
 
