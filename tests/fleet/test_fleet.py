@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_servers import (FileServer, Server, WebhookReceiver, bind_store, ledger, make_key, settings_for, store_env,
-                         wait_until)
+                         store_url, wait_until)
 from fleet_procs import Workers, fleet_env, start_api
 from services import PostgresServer, RedisServer, S3Server
 
@@ -102,41 +102,6 @@ def test_a_killed_worker_s_task_finishes_on_another_billed_once(fleet: tuple, fi
                what="the killed worker to drop out of the live list")
 
 
-def test_a_worker_killed_during_the_third_chunk_resumes_there_on_another(fleet: tuple, file_server: FileServer,
-                                                                          long_job: tuple, tmp_path: Path) -> None:
-    """The checkpoint and segments are in the bucket: another worker, on its own data folder, goes on from them."""
-    import boto3
-    from long_renders import SEED, frame_hashes, uninterrupted
-
-    image, audio, folder = long_job
-    reference = uninterrupted(image, audio, folder)
-    (file_server.root / "speech60.wav").write_bytes(audio.read_bytes())
-    data_dir, apis, workers = fleet
-    key = make_key(data_dir, "long-job", balance=100.0)
-    client = apis[0].client(key["key"])
-    task = client.submit(_body(file_server, "speech60.wav", seed=SEED))
-    holder = workers.holding(task["id"])
-    wait_until(lambda: (client.get(task["id"])["progress"]["chunk"] or 0) >= 2, timeout=300,
-               what="the 3rd chunk")
-    os.kill(holder["pid"], signal.SIGKILL)
-    bucket, prefix = apis[0].env["INFINITETALK_STORAGE_URL"].removeprefix("s3://").split("/", 1)
-    env = apis[0].env
-    s3 = boto3.client("s3", endpoint_url=env["INFINITETALK_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    stored = s3.get_object(Bucket=bucket, Key=f"{prefix}/outputs/{task['id']}/checkpoint.json")
-    kept = len(json.loads(stored["Body"].read())["segments"])
-    assert kept >= 2
-
-    done = client.wait(task["id"], timeout=300)
-    assert done["status"] == "succeeded", done["error"]
-    assert f"resuming after chunk {kept} of 21" in workers.log()
-    video = tmp_path / "video.mp4"
-    video.write_bytes(httpx.get(done["outputs"][0]["url"], follow_redirects=True).content)
-    assert frame_hashes(video) == reference
-    kinds = [kind for kind, _, task_id in ledger(data_dir, key["id"])[1] if task_id == task["id"]]
-    assert kinds == ["reserve"]
-
-
 def test_cancel_reaches_a_task_on_a_worker(fleet: tuple, file_server: FileServer) -> None:
     data_dir, apis, workers = fleet
     key = make_key(data_dir, "cancel", balance=10.0)
@@ -188,3 +153,53 @@ def test_redis_restart_and_a_killed_api_lose_nothing(fleet: tuple, file_server: 
         assert done["status"] == "succeeded", done["error"]
     assert json.dumps(ledger(data_dir, key["id"])[1]).count("refund") == 0
 
+
+def test_a_worker_killed_during_the_third_chunk_resumes_there_on_another(fleet: tuple, file_server: FileServer,
+                                                                          long_job: tuple, tmp_path: Path) -> None:
+    """The checkpoint and segments are in the bucket: another worker, on its own data folder, goes on from them."""
+    from long_renders import uninterrupted
+
+    image, audio, folder = long_job
+    reference = uninterrupted(image, audio, folder)
+    (file_server.root / "speech60.wav").write_bytes(audio.read_bytes())
+    data_dir, apis, workers = fleet
+    # a machine of its own joins (the tests before this one stopped two of the three workers): whichever of the
+    # two is killed, the other goes on
+    extra_dir = tmp_path / "extra-worker"
+    extra_dir.mkdir()
+    bind_store(extra_dir, store_url(data_dir))
+    extra = Workers(extra_dir, {**workers.env, **store_env(extra_dir)}, "7").start(expect=len(workers.live()) + 1)
+    try:
+        _kill_during_the_third_chunk(data_dir, apis, [workers, extra], file_server, audio, reference, tmp_path)
+    finally:
+        extra.stop()
+
+
+def _kill_during_the_third_chunk(data_dir: Path, apis: list[Server], groups: list[Workers], file_server: FileServer,
+                                 audio: Path, reference: list[str], tmp_path: Path) -> None:
+    import boto3
+    from long_renders import SEED, frame_hashes
+
+    key = make_key(data_dir, "long-job", balance=100.0)
+    client = apis[0].client(key["key"])
+    task = client.submit(_body(file_server, "speech60.wav", seed=SEED))
+    holder = groups[0].holding(task["id"])
+    wait_until(lambda: (client.get(task["id"])["progress"]["chunk"] or 0) >= 2, timeout=300,
+               what="the 3rd chunk")
+    os.kill(holder["pid"], signal.SIGKILL)
+    bucket, prefix = apis[0].env["INFINITETALK_STORAGE_URL"].removeprefix("s3://").split("/", 1)
+    env = apis[0].env
+    s3 = boto3.client("s3", endpoint_url=env["INFINITETALK_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    stored = s3.get_object(Bucket=bucket, Key=f"{prefix}/outputs/{task['id']}/checkpoint.json")
+    kept = len(json.loads(stored["Body"].read())["segments"])
+    assert kept >= 2
+
+    done = client.wait(task["id"], timeout=300)
+    assert done["status"] == "succeeded", done["error"]
+    assert f"resuming after chunk {kept} of 21" in "".join(group.log() for group in groups)
+    video = tmp_path / "video.mp4"
+    video.write_bytes(httpx.get(done["outputs"][0]["url"], follow_redirects=True).content)
+    assert frame_hashes(video) == reference
+    kinds = [kind for kind, _, task_id in ledger(data_dir, key["id"])[1] if task_id == task["id"]]
+    assert kinds == ["reserve"]

@@ -69,8 +69,10 @@ def test_make_watch_play_cancel_and_run_the_snippet(playground_server: tuple[Ser
     seen: list[float] = []
 
     def finished() -> bool:
+        # the status first: the page may move on between two reads, and the bar read after the end must be full
+        status = driver.find_element(By.ID, "task").get_attribute("data-status")
         seen.append(float(driver.find_element(By.ID, "progress").get_attribute("value")))
-        return driver.find_element(By.ID, "task").get_attribute("data-status") in ("succeeded", "failed")
+        return status in ("succeeded", "failed")
 
     wait_until(finished, timeout=120, every=0.02, what="the task to finish")
     assert driver.find_element(By.ID, "task").get_attribute("data-status") == "succeeded", text(driver, "#task-error")

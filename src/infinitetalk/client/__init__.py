@@ -123,13 +123,14 @@ class Client:
         return self._call("POST", "/v1/estimate", json=payload).json()
 
     def download(self, task: dict | str, dest: str | Path) -> Path:
-        """Save a succeeded task's first output to ``dest``."""
+        """Save a succeeded task's video to ``dest``."""
         task = self.get(task) if isinstance(task, str) else task
-        if not task.get("outputs"):
-            raise ValueError(f"task {task['id']} has no outputs (status {task['status']})")
+        video = next((o for o in task.get("outputs") or [] if o.get("content_type", "video/mp4") == "video/mp4"), None)
+        if video is None:  # a running task has only its live preview (preview.m3u8)
+            raise ValueError(f"task {task['id']} has no video yet (status {task['status']})")
         dest = Path(dest)
         # follow_redirects: a server with S3 storage sends the bytes from a presigned URL of its bucket
-        with self._http.stream("GET", task["outputs"][0]["url"], follow_redirects=True) as response:
+        with self._http.stream("GET", video["url"], follow_redirects=True) as response:
             if response.status_code >= 400:
                 response.read()
                 raise ApiError(response)

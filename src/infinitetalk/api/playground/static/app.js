@@ -312,7 +312,8 @@ function show(task) {
   $("#cancel").disabled = false;
   $("#task-error").hidden = !task.error;
   $("#task-error").textContent = task.error ? `${task.error.code}: ${task.error.message}` : "";
-  const output = task.outputs && task.outputs[0];
+  // the video, not the live preview's HLS playlist a running task also lists
+  const output = (task.outputs || []).find((o) => o.content_type === "video/mp4");
   const video = $("#result");
   video.hidden = !output;
   $("#download").hidden = !output;
@@ -333,6 +334,7 @@ async function watch(id) {
   state.watching = controller;
   try {
     await api.events(id, (kind, task) => {
+      if (kind === "segment") return; // the live preview's new segment: its data is not a task
       if (state.task && state.task.id === id) show(task);
       if (kind === "done") loadHistory();
     }, controller.signal);
