@@ -108,9 +108,10 @@ def generate(
                 launch.leave_job()
                 return
         work = WorkFolder(work_folder(output))
-        if resume and work.load() is None:
+        interrupted = work.load() is not None
+        if resume and not interrupted:
             console.print(f"nothing to resume in {work.folder}; starting from the beginning", highlight=False)
-        elif not resume and work.load() is not None:
+        elif interrupted and not resume:
             console.print(f"an interrupted run's chunks in {work.folder} are discarded (--resume goes on with them)",
                           highlight=False)
             work.clear()

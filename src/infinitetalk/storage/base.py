@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import re
 import shutil
-import tempfile
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -92,8 +91,9 @@ class Storage(Protocol):
         """The local file a render writes."""
         ...
 
-    def store_output(self, task_id: str, path: Path) -> None:
-        """Make the rendered ``path`` the task's output of the same name."""
+    def store_output(self, task_id: str, path: Path, *, keep: bool = False) -> None:
+        """Make the rendered ``path`` the task's output of the same name. Shared storage then deletes the local
+        file, unless ``keep`` (a render's segments and checkpoint, which it reads again)."""
         ...
 
     def delete_output(self, task_id: str, name: str) -> None:
@@ -140,11 +140,7 @@ class OutputMirror:
         self.storage, self.task_id = storage, task_id
 
     def push(self, path: Path) -> None:
-        # storing moves the file away (S3 deletes the local copy): store a copy, the render keeps reading its own
-        with tempfile.TemporaryDirectory(dir=path.parent, ignore_cleanup_errors=True) as folder:
-            copy = Path(folder) / path.name
-            shutil.copyfile(path, copy)
-            self.storage.store_output(self.task_id, copy)
+        self.storage.store_output(self.task_id, path, keep=True)
 
     def pull(self, name: str, target: Path) -> bool:
         try:

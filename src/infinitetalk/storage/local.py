@@ -81,7 +81,7 @@ class LocalStorage:
     def open_inputs(self, task_id: str) -> Path:
         return self.input_dir(task_id)
 
-    def store_output(self, task_id: str, path: Path) -> None:
+    def store_output(self, task_id: str, path: Path, *, keep: bool = False) -> None:
         """Nothing to do: the render wrote ``output_path`` itself."""
 
     @contextlib.contextmanager

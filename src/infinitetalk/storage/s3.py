@@ -196,11 +196,13 @@ class S3Storage:
     def output_path(self, task_id: str, name: str = "video.mp4") -> Path:
         return self.root / "outputs" / task_id / name
 
-    def store_output(self, task_id: str, path: Path) -> None:
+    def store_output(self, task_id: str, path: Path, *, keep: bool = False) -> None:
         key = self._object("outputs", task_id, path.name)
         with self._calling(f"storing the output of {task_id}",
                            "the video was made but could not be stored; try again in a few minutes"):
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type(path.name)})
+        if keep:
+            return
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()
