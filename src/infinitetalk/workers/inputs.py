@@ -72,12 +72,9 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
     image = cover_crop(source, width, height)
     video_frames = None
     if video_path is not None:
-        timeline = partial(
-            timeline_frames, video_path, fps=request.fps, num_frames=num_frames, width=width, height=height
-        )
-
-        def video_frames() -> Iterator[np.ndarray]:
-            return prefetched(timeline())
+        # a partial of a module function, not a closure: a job shared by the ranks of a --gpus run is pickled
+        video_frames = partial(_source_frames, video_path, fps=request.fps, num_frames=num_frames, width=width,
+                               height=height)
 
     masks: list[np.ndarray | None] = [None] * request.speakers
     if request.mask:
@@ -102,6 +99,11 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
         prompt=request.prompt,
     )
     return PreparedJob(job=job, soundtrack=soundtrack)
+
+
+def _source_frames(path: Path, **timeline: int) -> Iterator[np.ndarray]:
+    """The source video's frames on the output timeline, decoded ahead of the engine on a thread."""
+    return prefetched(timeline_frames(path, **timeline))
 
 
 def lay_out(tracks: list[np.ndarray], layout: AudioLayout) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -144,11 +145,13 @@ def render(
             audio = encoder.submit(AacTrack.encode, prepared.soundtrack, SOUNDTRACK_RATE)
             pending: Future[None] | None = None
             try:
-                for chunk in _chunks(engine, job, engine_progress, cancel, state):
-                    cancel.raise_if_canceled()
-                    if pending is not None:
-                        pending.result()
-                    pending = encoder.submit(_finish_chunk, work, checkpoint, chunk, job, audio, rate, on_chunk)
+                # closed at once when this loop stops early: an engine shared by several ranks tells them to stop
+                with closing(_chunks(engine, job, engine_progress, cancel, state)) as chunks:
+                    for chunk in chunks:
+                        cancel.raise_if_canceled()
+                        if pending is not None:
+                            pending.result()
+                        pending = encoder.submit(_finish_chunk, work, checkpoint, chunk, job, audio, rate, on_chunk)
                 if pending is not None:
                     pending.result()
             except InfiniteTalkError:
