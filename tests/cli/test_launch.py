@@ -58,7 +58,6 @@ def test_ranks_see_their_gpus_and_share_the_cpu(monkeypatch: pytest.MonkeyPatch)
     ("extra", "message"),
     [
         ([], "--gpus runs the neural engine: give --weights DIR"),
-        (["--weights", "w", "--resume"], "--resume does not work with --gpus"),
         (["--weights", "w", "--gpus", "0,x"], "give GPU ids like 0-7 or 0,1"),
     ],
 )
@@ -75,3 +74,30 @@ def test_generate_on_a_machine_without_gpus(tmp_path) -> None:
                                       str(tmp_path / "o.mp4")])
     assert result.exit_code == 2
     assert "this machine has no CUDA GPU; leave --gpus out" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpus", "0,1", "--engine", "preview"], "--gpus-per-job shares each step of a job among GPUs: it runs the "
+                                                  "neural engine; give --weights DIR"),
+        (["--gpus", "0-2", "--weights", "w"], "--gpus-per-job 2 does not divide the 3 GPUs given; use 1, 3"),
+        (["--gpus", "0,x", "--weights", "w"], "give GPU ids like 0-7 or 0,1, or all"),
+    ],
+)
+def test_worker_groups_refuse_before_starting_anything(tmp_path, monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                       message: str) -> None:
+    monkeypatch.setenv(launch.CPU_ENV, "1")  # the refusals come before any GPU is looked for
+    result = CliRunner().invoke(app, ["worker", "--gpus-per-job", "2", "--broker", "redis://127.0.0.1:9/0",
+                                      "--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []  # no database, no process
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has GPUs")
+def test_a_worker_group_on_a_machine_without_gpus(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["worker", "--gpus-per-job", "2", "--weights", str(tmp_path), "--broker",
+                                      "redis://127.0.0.1:9/0", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--gpus-per-job: this machine has no CUDA GPU" in " ".join(result.output.split())

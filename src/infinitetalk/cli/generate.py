@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
@@ -16,8 +17,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from infinitetalk.cli import launch
 from infinitetalk.cli.errors import fail
-from infinitetalk.engines import load_engine
-from infinitetalk.errors import InfiniteTalkError, InvalidRequest, StorageFull
+from infinitetalk.config import get_settings
+from infinitetalk.engines import CancelToken, load_engine
+from infinitetalk.errors import Canceled, InfiniteTalkError, InvalidRequest, StorageFull
 from infinitetalk.media.disk import is_disk_full
 from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution
 from infinitetalk.workers.checkpoint import WorkFolder
@@ -95,18 +97,21 @@ def generate(
             ids = launch.parse_gpus(gpus)
             if weights is None or engine == "preview":
                 raise InvalidRequest("--gpus runs the neural engine: give --weights DIR", field="gpus")
-            if resume:
-                raise InvalidRequest("--resume does not work with --gpus yet; run it on one GPU", field="resume")
             launch.check_gpus(ids)
             raise typer.Exit(launch.run_ranks(ids, sys.argv[1:], request.resolved_seed()))
-        rank = launch.join_job() if gpus is not None else 0
-        chosen = load_engine(name=engine, weights_dir=weights)
-        if gpus is not None:
-            launch.share(chosen)
+        in_rank = gpus is not None
+        rank = launch.join_job() if in_rank else 0
+        chosen = load_engine(name=engine, weights_dir=weights, warm=not in_rank)
+        cancel = CancelToken()
+        if in_rank:
+            ranks = launch.share(chosen, get_settings())
             if rank != 0:  # in step with rank 0, which alone writes the video and shows progress
-                launch.follow(request, chosen)
-                launch.leave_job()
+                launch.follow(chosen, ranks)
                 return
+            chosen = launch.lead(chosen, ranks)
+            # Ctrl-C (or a kill) reaches every rank; rank 0 stops them all at the next step, where they are in step
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: cancel.cancel())
         work = WorkFolder(work_folder(output))
         interrupted = work.load() is not None
         if resume and not interrupted:
@@ -119,14 +124,16 @@ def generate(
             with _progress_bar(quiet) as bar:
                 task = bar.add_task("preparing", total=1.0)
                 result = render(
-                    request, output, engine=chosen, work=work, strict_resume=resume,
+                    request, output, engine=chosen, work=work, strict_resume=resume, cancel=cancel,
                     progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
                 )
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Canceled):
             _interrupted(work)
+        finally:
+            if in_rank:
+                ranks.release()
+                launch.leave_job()
         shutil.rmtree(work.folder, ignore_errors=True)
-        if gpus is not None:
-            launch.leave_job()
     except (InfiniteTalkError, OSError) as exc:
         if is_disk_full(exc):  # however deep the writer or an engine wrapped it
             fail(StorageFull(f"the disk is full while writing {output}; free some space and run again"))

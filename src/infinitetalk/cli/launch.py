@@ -1,23 +1,28 @@
-"""``generate --gpus 0-7``: one job on several GPUs of this machine, one process per GPU.
+"""One job on several GPUs of this machine, one process (rank) per GPU: ``generate --gpus 0-7`` and
+``worker --gpus 0-7 --gpus-per-job 8``.
 
 The command starts itself again under ``torch.distributed.run`` (torchrun) with ``CUDA_VISIBLE_DEVICES``
-set to those GPUs and the seed fixed (every rank must draw the same noise). Each rank takes its GPU,
-joins the process group, loads the engine, shares its transformer's forwards with the others
-(``engines/neural/parallel.py``) and runs the same job; rank 0 writes the video and the progress bar,
-the others render into a scratch folder they delete. ``INFINITETALK_RANKS_ON_CPU=1`` lets the ranks run
-on the CPU (gloo) where no GPU is, for tests only: it is slow.
+set to those GPUs (and, for generate, the seed fixed). Each rank takes its GPU, joins the process group,
+loads the engine and shares its transformer's forwards with the others (``engines/neural/parallel.py``).
+Rank 0 does what one process does (the video, the progress bar; a worker's queue, database and storage)
+on a ``LeadEngine``, which hands each job to the other ranks; they follow it step by step
+(``engines/ranks.py``) until rank 0 releases them. Signals: rank 0 alone decides when to stop (it cancels
+at the next step, in step with the others); the other ranks ignore SIGINT and SIGTERM and wait for it.
+``INFINITETALK_RANKS_ON_CPU=1`` lets the ranks run on the CPU (gloo) where no GPU is, for tests only: it
+is slow.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
-import tempfile
-from pathlib import Path
 
+from infinitetalk.config import Settings
 from infinitetalk.engines import Engine
+from infinitetalk.engines.ranks import LeadEngine, RankGroup
+from infinitetalk.engines.ranks import follow as follow_jobs
 from infinitetalk.errors import InvalidRequest
-from infinitetalk.schema import GenerationRequest
 
 #: Set by torchrun in every rank it starts.
 RANK_ENV = "LOCAL_RANK"
@@ -26,7 +31,7 @@ JOB_ENV = "INFINITETALK_GPUS_JOB"
 CPU_ENV = "INFINITETALK_RANKS_ON_CPU"
 
 
-def parse_gpus(text: str) -> list[str]:
+def parse_gpu_ids(text: str, option: str = "--gpus") -> list[str]:
     """'0-7' -> 0..7, '0,1' -> 0 and 1, '0-3,6' -> 0..3 and 6: distinct ids, in the order given."""
     ids: list[str] = []
     try:
@@ -37,7 +42,13 @@ def parse_gpus(text: str) -> list[str]:
                 raise ValueError(part)
             ids.extend(str(i) for i in span if str(i) not in ids)
     except ValueError:
-        raise InvalidRequest(f"--gpus '{text}': give GPU ids like 0-7 or 0,1", field="gpus") from None
+        raise InvalidRequest(f"{option} '{text}': give GPU ids like 0-7 or 0,1", field="gpus") from None
+    return ids
+
+
+def parse_gpus(text: str) -> list[str]:
+    """The GPUs of one job: two or more."""
+    ids = parse_gpu_ids(text)
     if len(ids) < 2:
         raise InvalidRequest(f"--gpus '{text}' names one GPU; give two or more, or leave --gpus out", field="gpus")
     return ids
@@ -57,17 +68,21 @@ def check_gpus(ids: list[str]) -> None:
         raise InvalidRequest(f"--gpus: no GPU {', '.join(missing)} here (GPUs 0-{count - 1} are)", field="gpus")
 
 
-def torchrun_args(ids: list[str], argv: list[str], seed: int) -> list[str]:
-    """torchrun's arguments to run ``infinitetalk <argv>`` once per GPU, all with one seed.
+def torchrun_args(ids: list[str], argv: list[str], seed: int | None = None) -> list[str]:
+    """torchrun's arguments to run ``infinitetalk <argv>`` once per GPU, all with one seed when given.
 
     ``--seed`` is appended: the last one given wins. ``--standalone`` picks a free local port.
     """
-    return ["--standalone", f"--nproc-per-node={len(ids)}", "-m", "infinitetalk.cli", *argv, "--seed", str(seed)]
+    seeded = ["--seed", str(seed)] if seed is not None else []
+    return ["--standalone", f"--nproc-per-node={len(ids)}", "-m", "infinitetalk.cli", *argv, *seeded]
 
 
 def rank_environment(ids: list[str]) -> dict[str, str]:
     """What the ranks' environment adds: their GPUs, and CPU threads shared out (torchrun's default is 1)."""
     env = {"CUDA_VISIBLE_DEVICES": ",".join(ids), JOB_ENV: ",".join(ids)}
+    # how long torchrun waits, once signalled, for the ranks to stop on their own before it kills them: rank 0
+    # stops at its next step and queues its task again (torchrun's default, 30 s, may be shorter than a step)
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "120"))
     if "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(ids)))
     return env
@@ -78,11 +93,14 @@ def in_rank() -> bool:
     return JOB_ENV in os.environ and RANK_ENV in os.environ
 
 
-def run_ranks(ids: list[str], argv: list[str], seed: int) -> int:
+def run_ranks(ids: list[str], argv: list[str], seed: int | None = None) -> int:
     """Run torchrun here (not as a program, whose failure report is a traceback) and wait for every rank.
 
-    torchrun stops the other ranks when one fails; that rank has printed its own error. Returns the exit code.
+    torchrun stops the other ranks when one fails; that rank has printed its own error. SIGINT or SIGTERM
+    here goes to every rank (torchrun passes it on). Returns the exit code: 128 + the signal's number after
+    one, as a shell reports a process a signal stopped.
     """
+    from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -94,6 +112,8 @@ def run_ranks(ids: list[str], argv: list[str], seed: int) -> int:
         failed = sorted(rank for rank, f in exc.failures.items() if f.exitcode > 0) or sorted(exc.failures)
         print(f"the job stopped: rank {', '.join(map(str, failed))} failed", file=sys.stderr)
         return max(1, max(exc.failures[r].exitcode for r in failed))
+    except SignalException as exc:
+        return 128 + int(exc.sigval)
     return 0
 
 
@@ -121,8 +141,9 @@ def join_job() -> int:
     return dist.get_rank()
 
 
-def share(engine: Engine) -> None:
-    """Make ``engine`` share each forward with the other ranks (the neural engine only)."""
+def share(engine: Engine, settings: Settings) -> RankGroup:
+    """Make ``engine`` share each forward with the other ranks (the neural engine only), warm it up once it
+    does (when compiling), and open the channel rank 0 leads the job through."""
     from infinitetalk.engines.neural.engine import NeuralEngine
     from infinitetalk.engines.neural.parallel import enable_parallel
 
@@ -130,14 +151,27 @@ def share(engine: Engine) -> None:
         raise InvalidRequest("--gpus runs the neural engine: give --weights DIR (and --engine neural or auto)",
                              field="gpus")
     enable_parallel(engine.pipeline.transformer)
+    if settings.neural_compile:  # the shapes each rank's blocks see now: its share of the sequence
+        from infinitetalk.engines.neural.speed import warm_up
+
+        warm_up(engine)
+    return RankGroup()
 
 
-def follow(request: GenerationRequest, engine: Engine) -> None:
-    """A rank other than 0: the same job, in step with rank 0, into a file nobody keeps."""
-    from infinitetalk.workers.render import render
+def follow(engine: Engine, ranks: RankGroup) -> None:
+    """A rank other than 0: rank 0's jobs, in step with it, until it lets this rank go. Signals are rank 0's
+    to act on: leaving on one here would leave the others waiting in a collective."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        follow_jobs(engine, ranks)  # type: ignore[arg-type] - share() checked it is the neural engine
+    finally:
+        leave_job()
 
-    with tempfile.TemporaryDirectory(prefix="infinitetalk-rank-") as scratch:
-        render(request, Path(scratch) / "discarded.mp4", engine=engine)
+
+def lead(engine: Engine, ranks: RankGroup) -> Engine:
+    """Rank 0's engine: each job it runs is handed to the other ranks first."""
+    return LeadEngine(engine, ranks)  # type: ignore[arg-type] - share() checked it is the neural engine
 
 
 def leave_job() -> None:

@@ -1,4 +1,5 @@
-"""`infinitetalk worker`: the GPU worker processes of a fleet (one per GPU); `infinitetalk workers`: who is alive."""
+"""`infinitetalk worker`: the GPU worker processes of a fleet (one per GPU, or one group of processes per
+``--gpus-per-job`` GPUs sharing each job); `infinitetalk workers`: who is alive."""
 
 from __future__ import annotations
 
@@ -11,18 +12,21 @@ from pathlib import Path
 
 import typer
 
+from infinitetalk.cli import launch
+from infinitetalk.cli.errors import fail
 from infinitetalk.cli.settings import load_settings, shown_default, where
+from infinitetalk.errors import InvalidRequest
 
 log = logging.getLogger("infinitetalk.worker")
 
 
 def _gpu_list(gpus: str) -> list[str | None]:
-    """'all' -> every CUDA device (none: one CPU worker); '0,1,2' -> those ids."""
+    """'all' -> every CUDA device (none: one CPU worker); '0-3' or '0,1,2' -> those ids."""
     if gpus.strip().lower() != "all":
-        ids = [part.strip() for part in gpus.split(",") if part.strip()]
-        if not ids:
-            raise typer.BadParameter("give GPU ids like 0,1,2, or all", param_hint="--gpus")
-        return list(ids)
+        try:
+            return list(launch.parse_gpu_ids(gpus))
+        except InvalidRequest as exc:
+            raise typer.BadParameter(f"{exc.message}, or all", param_hint="--gpus") from None
     try:
         import torch
 
@@ -33,7 +37,10 @@ def _gpu_list(gpus: str) -> list[str | None]:
 
 
 def worker(
-    gpus: str = typer.Option("all", "--gpus", help="GPUs to use, one worker process each: all, or ids like 0,1,2."),
+    gpus: str = typer.Option("all", "--gpus", help="GPUs to use: all, or ids like 0-7 or 0,1,2."),
+    gpus_per_job: int = typer.Option(1, "--gpus-per-job", min=1, help="GPUs that share each job (neural engine, "
+                                     "one process per GPU): --gpus 0-7 --gpus-per-job 8 runs one job at a time on "
+                                     "all eight; 4 runs two jobs at a time, on four GPUs each."),
     engine: str = typer.Option(None, "--engine", help="preview, neural or auto" + shown_default("auto")),
     weights: Path = typer.Option(None, "--weights", help="Neural engine weights folder."),
     broker: str = typer.Option(None, "--broker", help="Redis URL of the task queue" + shown_default("INFINITETALK_BROKER_URL")),
@@ -41,7 +48,8 @@ def worker(
     data_dir: Path = typer.Option(None, "--data-dir", help="Data folder (shared with the API on one machine)."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
-    """Run tasks from the queue: one process per GPU, each loading its engine once, one task at a time.
+    """Run tasks from the queue: one process per GPU (or per --gpus-per-job GPUs), each loading its engine once,
+    one task at a time.
 
     SIGTERM stops each process at its task's next step; the task goes back to the queue for another worker.
     """
@@ -52,11 +60,49 @@ def worker(
         typer.echo("error: a worker needs the task queue: --broker redis://HOST:6379/0 or INFINITETALK_BROKER_URL",
                    err=True)
         raise typer.Exit(2)
+    if launch.in_rank():  # one process of a group started below
+        _serve_rank(settings)
+        return
     devices = _gpu_list(gpus)
+    if gpus_per_job > 1:
+        try:
+            groups = _job_groups(devices, gpus_per_job, settings)
+        except InvalidRequest as exc:
+            fail(exc)
+        os.environ.update(_settings_env(settings))  # the ranks read their settings as the group's children do
+        if len(groups) == 1:
+            code = launch.run_ranks(groups[0], ["worker", *_group_args(groups[0], gpus_per_job, log_level)])
+            raise typer.Exit(0 if code in _STOPPED else code)  # asked to stop, it stopped: that is no failure
+        raise typer.Exit(_supervise([_group_args(group, gpus_per_job, log_level) for group in groups]))
     if len(devices) == 1:
         _serve_one(settings, devices[0])
         return
-    raise typer.Exit(_supervise(devices, settings, log_level))
+    os.environ.update(_settings_env(settings))
+    raise typer.Exit(_supervise([["--gpus", str(device), "--log-level", log_level] for device in devices]))
+
+
+#: A group's exit code when SIGTERM or SIGINT stopped it (torchrun reports 128 + the signal).
+_STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
+
+
+def _job_groups(devices: list[str | None], size: int, settings) -> list[list[str]]:  # noqa: ANN001 - Settings
+    """The GPUs split into groups of ``size``, one job at a time on each; refused when that cannot work."""
+    if settings.engine in ("preview", "instant") or (settings.engine == "auto" and not settings.weights_dir):
+        raise InvalidRequest("--gpus-per-job shares each step of a job among GPUs: it runs the neural engine; give "
+                             "--weights DIR (or leave --gpus-per-job out)", field="gpus_per_job")
+    if None in devices:
+        raise InvalidRequest("--gpus-per-job: this machine has no CUDA GPU", field="gpus_per_job")
+    ids = [str(device) for device in devices]
+    if len(ids) % size:
+        divisors = ", ".join(str(n) for n in range(1, len(ids) + 1) if len(ids) % n == 0)
+        raise InvalidRequest(f"--gpus-per-job {size} does not divide the {len(ids)} GPUs given; use {divisors}",
+                             field="gpus_per_job")
+    launch.check_gpus(ids)
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
+
+
+def _group_args(group: list[str], size: int, log_level: str) -> list[str]:
+    return ["--gpus", ",".join(group), "--gpus-per-job", str(size), "--log-level", log_level]
 
 
 def _serve_one(settings, gpu: str | None) -> None:  # noqa: ANN001 - Settings
@@ -68,16 +114,42 @@ def _serve_one(settings, gpu: str | None) -> None:  # noqa: ANN001 - Settings
     WorkerRuntime(settings, gpu=gpu).serve()
 
 
-def _supervise(devices: list[str | None], settings, log_level: str) -> int:  # noqa: ANN001 - Settings
-    """One child process per GPU, with this command's settings; SIGTERM/SIGINT are passed on to all."""
-    env = {**os.environ, **{f"INFINITETALK_{name.upper()}": str(value) for name, value in (
+def _serve_rank(settings) -> None:  # noqa: ANN001 - Settings
+    """One process of a group that shares each job: rank 0 is the worker (queue, database, storage); the other
+    ranks follow its jobs step by step (``cli/launch.py``)."""
+    from infinitetalk.engines import load_engine
+
+    rank = launch.join_job()
+    engine = load_engine(settings, warm=False)
+    ranks = launch.share(engine, settings)
+    if rank != 0:
+        launch.follow(engine, ranks)
+        return
+    from infinitetalk.tasks.runtime import WorkerRuntime
+
+    gpus = os.environ[launch.JOB_ENV]
+    log.info("worker on GPUs %s, one job at a time on all of them; %s", gpus, where(settings))
+    try:
+        WorkerRuntime(settings, gpu=gpus, engine=launch.lead(engine, ranks)).serve()
+    finally:
+        ranks.release()
+        launch.leave_job()
+
+
+def _settings_env(settings) -> dict[str, str]:  # noqa: ANN001 - Settings
+    """This command's settings as the environment of the processes it starts."""
+    return {f"INFINITETALK_{name.upper()}": str(value) for name, value in (
         ("broker_url", settings.broker_url), ("database_url", settings.database_url), ("data_dir", settings.data_dir),
-        ("engine", settings.engine), ("weights_dir", settings.weights_dir)) if value is not None}}
+        ("engine", settings.engine), ("weights_dir", settings.weights_dir)) if value is not None}
+
+
+def _supervise(children_args: list[list[str]]) -> int:
+    """One child ``worker`` per entry of ``children_args``, with this command's settings (already in the
+    environment or given as options); SIGTERM/SIGINT are passed on to all."""
     # stderr=sys.stderr: this process's fd 2 is /dev/null (main._silence_native_stderr); the children's logs go
     # where ours do
-    children = [subprocess.Popen([sys.executable, "-m", "infinitetalk.cli", "worker", "--gpus", str(device),
-                                  "--log-level", log_level], env=env, stderr=sys.stderr)
-                for device in devices]
+    children = [subprocess.Popen([sys.executable, "-m", "infinitetalk.cli", "worker", *args], stderr=sys.stderr)
+                for args in children_args]
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:

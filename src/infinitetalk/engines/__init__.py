@@ -15,8 +15,12 @@ from infinitetalk.errors import InvalidRequest
 ENGINES = ("auto", "preview", "neural", "instant")
 
 
-def load_engine(settings: Settings | None = None, *, name: str | None = None, weights_dir: Path | None = None) -> Engine:
-    """The engine named (or configured): "neural" when weights are given and name is "auto"."""
+def load_engine(settings: Settings | None = None, *, name: str | None = None, weights_dir: Path | None = None,
+                warm: bool = True) -> Engine:
+    """The engine named (or configured): "neural" when weights are given and name is "auto".
+
+    ``warm=False`` skips the compile warm-up: the ranks of a ``--gpus`` job warm up once they share forwards.
+    """
     settings = settings or get_settings()
     name = name or settings.engine
     weights_dir = weights_dir or settings.weights_dir
@@ -45,7 +49,7 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
         weights_dir, variant=settings.neural_variant, offload=settings.neural_offload,
         speed=SpeedOptions.from_settings(settings), step_cache=StepCache.from_settings(settings),
     )
-    if settings.neural_compile:  # once per process (a worker, a server), not per task: the 480p square bucket
+    if warm and settings.neural_compile:  # once per process (worker, server), not per task: the 480p square bucket
         from infinitetalk.engines.neural.speed import warm_up
 
         warm_up(engine)
