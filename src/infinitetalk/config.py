@@ -35,6 +35,7 @@ NeuralAttention = Literal[
     "xformers",
 ]
 NeuralStepCache = Literal["none", "magcache", "taylorseer", "first_block"]
+NeuralMode = Literal["quality", "fast", "fast-1p"]
 
 
 def default_data_dir() -> Path:
@@ -61,6 +62,13 @@ class Settings(BaseSettings):
     neural_variant: str = "single"
     #: Neural engine: stream transformer blocks from CPU memory (for 24-48 GB cards).
     neural_offload: bool = False
+    #: Neural engine sampling (docs/neural-engine.md, "Modes"): "quality" (40 steps, text + audio guidance: three
+    #: passes a step), "fast" (4 steps, audio guidance: two passes) or "fast-1p" (4 steps, one pass). The fast
+    #: modes need a step-distilled LoRA in neural_lora (lightx2v).
+    neural_mode: NeuralMode = "quality"
+    #: A LoRA merged into the transformer as it loads: a path, or a file name in the weights folder's loras/.
+    neural_lora: Path | None = None
+    neural_lora_scale: float = Field(default=1.0, gt=0)
     #: Neural engine speed (docs/neural-engine.md, "Speed"). Defaults are the plain path until a GPU
     #: measurement shows a faster one within tolerance. Transformer block linear layers: "none" (bf16),
     #: "int8" (weight-only, any device), "fp8" (dynamic activations, per-row scales; CUDA compute 8.9+).

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from infinitetalk.engines.base import CancelToken, Engine, EngineJob, Speaker
+from infinitetalk.engines.neural.configs import TINY
 from official_oracles import official_color
 
 from infinitetalk.engines.neural.engine import NeuralEngine, cover_crop, speaker_masks
@@ -286,3 +287,45 @@ def test_speed_settings_reach_the_engine(tiny_weights) -> None:
     engine.options = SamplingOptions(steps=2)  # the fast mode: no cache
     list(engine.generate(_job(frames=5), lambda *_: None, CancelToken()))
     assert not engine.pipeline.transformer.is_cache_enabled
+
+
+def test_the_fast_mode_setting_loads_its_lora_and_samples_four_steps(tiny_weights, tmp_path) -> None:
+    """INFINITETALK_NEURAL_MODE=fast + _NEURAL_LORA (a name in the weights folder's loras/): the LoRA is merged,
+    and jobs sample the official lightx2v settings (4 steps, shift 2 at every size, audio guidance only)."""
+    from safetensors.torch import save_file
+
+    from infinitetalk.config import Settings
+    from infinitetalk.engines import load_engine
+
+    g = torch.Generator().manual_seed(3)
+    down, up = torch.randn(2, TINY.dim, generator=g), torch.randn(TINY.dim, 2, generator=g)
+    (tiny_weights.root / "loras").mkdir(exist_ok=True)
+    save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": down,
+               "diffusion_model.blocks.0.self_attn.q.lora_up.weight": up},
+              str(tiny_weights.root / "loras" / "distill.safetensors"))
+    try:
+        plain = load_engine(Settings(weights_dir=tiny_weights.root))
+        fast = load_engine(Settings(weights_dir=tiny_weights.root, neural_mode="fast", neural_lora="distill.safetensors",
+                                    neural_lora_scale=0.5))
+    finally:
+        (tiny_weights.root / "loras" / "distill.safetensors").unlink()
+    merged = fast.pipeline.transformer.blocks[0].attn1.to_q.weight
+    assert torch.allclose(merged, plain.pipeline.transformer.blocks[0].attn1.to_q.weight + 0.5 * up @ down, atol=1e-6)
+    for size in (640, 960):  # 480p and 720p
+        options = fast._options(_job(frames=5, width=size, height=size))
+        assert (options.steps, options.shift, options.guidance.passes) == (4, 2.0, 2)
+    assert plain._options(_job(frames=5, width=640, height=640)).shift == 7.0
+    assert plain._options(_job(frames=5, width=960, height=960)).shift == 11.0  # the default follows the size
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"neural_mode": "fast-1p"}, "neural_mode=fast-1p samples 4 steps: it needs a step-distilled LoRA"),
+     ({"neural_lora": "missing.safetensors"}, "neural_lora: no file missing.safetensors, here or in the weights")],
+)
+def test_lora_settings_that_cannot_work_stop_start_up(tiny_weights, values: dict, message: str) -> None:
+    from infinitetalk.config import Settings
+    from infinitetalk.engines import load_engine
+
+    with pytest.raises(InvalidRequest, match=message):
+        load_engine(Settings(weights_dir=tiny_weights.root, **values))

@@ -45,8 +45,11 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
     from infinitetalk.engines.neural.engine import NeuralEngine
     from infinitetalk.engines.neural.speed import SpeedOptions
 
+    from infinitetalk.engines.neural.pipeline import SAMPLING_MODES
+
     engine = NeuralEngine.from_pretrained(
         weights_dir, variant=settings.neural_variant, offload=settings.neural_offload,
+        options=SAMPLING_MODES[settings.neural_mode], loras=_loras(settings, weights_dir),
         speed=SpeedOptions.from_settings(settings), step_cache=StepCache.from_settings(settings),
     )
     if warm and settings.neural_compile:  # once per process (worker, server), not per task: the 480p square bucket
@@ -54,6 +57,22 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
 
         warm_up(engine)
     return engine
+
+
+def _loras(settings: Settings, weights_dir: Path) -> dict[Path, float]:
+    """The LoRA to merge, found; the fast modes refuse to start without one (4 steps of the base model are noise)."""
+    if settings.neural_lora is None:
+        if settings.neural_mode != "quality":
+            raise InvalidRequest(
+                f"neural_mode={settings.neural_mode} samples 4 steps: it needs a step-distilled LoRA. Set "
+                "INFINITETALK_NEURAL_LORA to the lightx2v .safetensors (a path, or its name in the weights folder's "
+                "loras/), or use neural_mode=quality", field="neural_lora")
+        return {}
+    found = [p for p in (settings.neural_lora, Path(weights_dir) / "loras" / settings.neural_lora) if p.is_file()]
+    if not found:
+        raise InvalidRequest(f"neural_lora: no file {settings.neural_lora}, here or in the weights folder's loras/",
+                             field="neural_lora")
+    return {found[0]: settings.neural_lora_scale}
 
 
 __all__ = ["CancelToken", "Engine", "EngineJob", "ProgressCallback", "Speaker", "load_engine"]

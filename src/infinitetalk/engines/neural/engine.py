@@ -160,11 +160,18 @@ class NeuralEngine:
         )
         return SamplingOptions(
             steps=int(e.get("steps", o.steps)),
-            shift=float(e.get("shift", o.shift if job.height * job.width <= 800 * 800 else 11.0)),
+            shift=float(e.get("shift", self._shift(job))),
             guidance=guidance,
             color_correction=color,
             batch_passes=o.batch_passes,
         )
+
+    def _shift(self, job: EngineJob) -> float:
+        """The default shift follows the size (7 at 480p, 11 at 720p, the official settings); one chosen (a fast
+        mode's 2) is kept at every size."""
+        if self.options.shift != SamplingOptions.shift or job.height * job.width <= 800 * 800:
+            return self.options.shift
+        return 11.0
 
     def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:
         for chunk in self.generate_chunks(job, progress, cancel):

@@ -54,6 +54,15 @@ class SamplingOptions:
     batch_passes: bool = True
 
 
+#: The sampling modes (the ``neural_mode`` setting). The fast ones are the official settings for the lightx2v
+#: step-distilled LoRA: 4 steps, shift 2, text guidance off (scale 1), audio guidance 2 or off.
+SAMPLING_MODES = {
+    "quality": SamplingOptions(),
+    "fast": SamplingOptions(steps=4, shift=2.0, guidance=Guidance(text_scale=1.0, audio_scale=2.0)),
+    "fast-1p": SamplingOptions(steps=4, shift=2.0, guidance=Guidance(text_scale=1.0, audio_scale=1.0)),
+}
+
+
 @dataclass
 class PipelineInputs:
     """Decoded inputs at the output size; frames are RGB uint8 HxWx3."""
