@@ -9,15 +9,10 @@ A rank that raises fails the test at once; one that hangs fails it after TIMEOUT
 
 from __future__ import annotations
 
-import os
-import socket
-import time
-
 import pytest
 import torch
-import torch.multiprocessing as mp
+from process_group import run_ranks
 
-from infinitetalk.cli import launch
 from infinitetalk.engines.neural.configs import TINY
 from infinitetalk.engines.neural.parallel import disable_parallel, enable_parallel, frame_split
 from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
@@ -59,45 +54,22 @@ CASES = {
 }
 
 
-def _rank(rank: int, world: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
-    assert launch.join_job() == rank
-    try:
-        model = _model()
-        results = {}
-        with torch.no_grad():
-            for name, attention in CASES.items():
-                enable_parallel(model, attention=attention)
-                results[name] = model(*_case(name.removesuffix("_allgather")))
-                disable_parallel(model)
-        if rank == 0:
-            torch.save(results, out)
-    finally:
-        launch.leave_job()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank(rank: int, out: str) -> None:
+    model = _model()
+    results = {}
+    with torch.no_grad():
+        for name, attention in CASES.items():
+            enable_parallel(model, attention=attention)
+            results[name] = model(*_case(name.removesuffix("_allgather")))
+            disable_parallel(model)
+    if rank == 0:
+        torch.save(results, out)
 
 
 @pytest.fixture(scope="module", params=[2, 4], ids=["2 ranks", "4 ranks"])
 def parallel_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    world = request.param
     out = tmp_path_factory.mktemp("parallel") / "results.pt"
-    # fork: the ranks start in half a second with everything imported (spawn re-imports torch, diffusers and
-    # transformers: 20-45 s on a busy CI box); they run one thread each, as DataLoader's forked workers do.
-    ctx = mp.start_processes(_rank, args=(world, _free_port(), str(out)), nprocs=world, join=False,
-                             start_method="fork")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=1):  # raises at once if a rank raised or died
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"the {world} ranks did not finish in {TIMEOUT_S} s")
+    run_ranks(_rank, (str(out),), world=request.param, timeout_s=TIMEOUT_S)
     return torch.load(out)
 
 

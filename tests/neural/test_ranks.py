@@ -10,17 +10,13 @@ A rank that raises fails the test at once; one that hangs (out of step) fails it
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
+from process_group import run_ranks
 
-from infinitetalk.cli import launch
 from infinitetalk.engines.base import CancelToken, EngineJob, Speaker, no_progress
 from infinitetalk.engines.neural.engine import NeuralEngine
 from infinitetalk.engines.neural.parallel import enable_parallel
@@ -82,45 +78,24 @@ def _lead(engine: LeadEngine) -> dict:
     return out
 
 
-def _rank(rank: int, port: int, root: str, out: str) -> None:
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2")
-    launch.join_job()
-    try:
-        engine = _engine(Path(root))
-        enable_parallel(engine.pipeline.transformer)
-        ranks = RankGroup()
-        if rank == 0:
-            try:
-                results = _lead(LeadEngine(engine, ranks))
-            finally:
-                ranks.release()
-        else:
-            results = {"followed": follow(engine, ranks)}
-        torch.save(results, f"{out}.{rank}")
-    finally:
-        launch.leave_job()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank(rank: int, root: str, out: str) -> None:
+    engine = _engine(Path(root))
+    enable_parallel(engine.pipeline.transformer)
+    ranks = RankGroup()
+    if rank == 0:
+        try:
+            results = _lead(LeadEngine(engine, ranks))
+        finally:
+            ranks.release()
+    else:
+        results = {"followed": follow(engine, ranks)}
+    torch.save(results, f"{out}.{rank}")
 
 
 @pytest.fixture(scope="module")
 def led(tiny_weights, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     out = tmp_path_factory.mktemp("ranks") / "results.pt"
-    # fork: the ranks start at once with everything imported (see test_parallel.py)
-    ctx = mp.start_processes(_rank, args=(_free_port(), str(tiny_weights.root), str(out)), nprocs=2, join=False,
-                             start_method="fork")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=1):  # raises at once if a rank raised or died
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"the ranks did not finish in {TIMEOUT_S} s: out of step")
+    run_ranks(_rank, (str(tiny_weights.root), str(out)), world=2, timeout_s=TIMEOUT_S)
     return torch.load(f"{out}.0", weights_only=False), torch.load(f"{out}.1", weights_only=False)
 
 

@@ -170,6 +170,7 @@ def follow(engine: ResumableEngine, ranks: RankGroup) -> int:
                     break
         except Canceled:
             pass
-        except Exception:  # rank 0 meets the same error at the same point (same code, same inputs) and reports it
-            log.warning("rank %d: the job failed here too", ranks.rank, exc_info=True)
+        except Exception as exc:  # rank 0 meets the same error at the same point (same code, same inputs), reports it
+            log.warning("rank %d: the job failed here too: %s", ranks.rank, exc)
+            log.debug("rank %d: the job's error", ranks.rank, exc_info=exc)
     return jobs
