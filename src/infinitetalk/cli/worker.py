@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import typer
@@ -143,22 +145,64 @@ def _settings_env(settings) -> dict[str, str]:  # noqa: ANN001 - Settings
         ("engine", settings.engine), ("weights_dir", settings.weights_dir)) if value is not None}
 
 
+#: A child that dies is started again after this many seconds, doubled on each death in a row up to the cap;
+#: one that ran longer than the cap starts its count over.
+RESTART_DELAY_S, RESTART_DELAY_CAP_S = 1.0, 60.0
+
+
+class _Child:
+    """One ``worker`` child process of the supervisor, started again when it dies."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args, self.delay = args, RESTART_DELAY_S
+        self.due: float | None = None  # when a dead child starts again
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        self.started = time.monotonic()
+        # stderr=sys.stderr: this process's fd 2 is /dev/null (main._silence_native_stderr); the children's logs
+        # go where ours do
+        return subprocess.Popen([sys.executable, "-m", "infinitetalk.cli", "worker", *self.args], stderr=sys.stderr)
+
+    def watch(self) -> None:
+        """Start the child again once it has been dead for its delay. Exit code 0 is a child asked to stop (a
+        SIGTERM of its own): it stays stopped."""
+        code = self.proc.poll()
+        if code is None or code == 0:
+            return
+        now = time.monotonic()
+        if self.due is None:
+            if now - self.started > RESTART_DELAY_CAP_S:
+                self.delay = RESTART_DELAY_S
+            self.due = now + self.delay
+            log.error("worker %s exited with %s; starting it again in %.0f s (its task, if any, is queued again "
+                      "once its heartbeat is stale)", " ".join(self.args[:2]), code, self.delay)
+            self.delay = min(self.delay * 2, RESTART_DELAY_CAP_S)
+        elif now >= self.due:
+            self.due, self.proc = None, self._start()
+
+
 def _supervise(children_args: list[list[str]]) -> int:
     """One child ``worker`` per entry of ``children_args``, with this command's settings (already in the
-    environment or given as options); SIGTERM/SIGINT are passed on to all."""
-    # stderr=sys.stderr: this process's fd 2 is /dev/null (main._silence_native_stderr); the children's logs go
-    # where ours do
-    children = [subprocess.Popen([sys.executable, "-m", "infinitetalk.cli", "worker", *args], stderr=sys.stderr)
-                for args in children_args]
+    environment or given as options), each started again when it dies; SIGTERM/SIGINT are passed on to all, and
+    the supervisor returns once they have stopped."""
+    children = [_Child(args) for args in children_args]
+    stopping = threading.Event()
 
     def forward(signum: int, _frame: object) -> None:
+        stopping.set()
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+            if child.proc.poll() is None:
+                child.proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return max(child.wait() for child in children)
+    while not stopping.wait(0.5):
+        for child in children:
+            child.watch()
+        if all(child.proc.poll() == 0 for child in children):  # every one was stopped on its own
+            break
+    return max(child.proc.wait() for child in children)
 
 
 def workers(
