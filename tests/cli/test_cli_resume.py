@@ -24,6 +24,12 @@ def _chunks_kept(parts: Path) -> int:
         return 0
 
 
+def _with_ctrl_c() -> None:
+    """A child's Ctrl-C as at a terminal: a shell's background job (pytest run with `&`) starts with SIGINT
+    ignored, which its children inherit, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_then_resume(tmp_path: Path, long_job: tuple) -> None:
     image, audio, folder = long_job
     reference = uninterrupted(image, audio, folder)
@@ -31,7 +37,7 @@ def test_ctrl_c_then_resume(tmp_path: Path, long_job: tuple) -> None:
     parts = tmp_path / "talk.mp4.parts"
     command = [sys.executable, "-m", "infinitetalk.cli", "generate", "--image", str(image), "--audio", str(audio),
                "--seed", str(SEED), "-o", str(output), "--quiet"]
-    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=_with_ctrl_c)
     wait_until(lambda: _chunks_kept(parts) >= 2 or run.poll() is not None, timeout=300, what="two chunks")
     run.send_signal(signal.SIGINT)
     _, said = run.communicate(timeout=120)
@@ -54,7 +60,8 @@ def test_resume_refuses_another_job_s_chunks(tmp_path: Path, long_job: tuple, sh
     output = tmp_path / "talk.mp4"
     parts = tmp_path / "talk.mp4.parts"
     first = subprocess.Popen([sys.executable, "-m", "infinitetalk.cli", "generate", "--image", str(image), "--audio",
-                              str(audio), "-o", str(output), "--quiet"], stderr=subprocess.PIPE, text=True)
+                              str(audio), "-o", str(output), "--quiet"], stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_with_ctrl_c)
     wait_until(lambda: _chunks_kept(parts) >= 1 or first.poll() is not None, timeout=300, what="a chunk")
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=120)
