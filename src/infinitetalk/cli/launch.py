@@ -31,7 +31,7 @@ JOB_ENV = "INFINITETALK_GPUS_JOB"
 CPU_ENV = "INFINITETALK_RANKS_ON_CPU"
 
 
-def parse_gpu_ids(text: str, option: str = "--gpus") -> list[str]:
+def parse_gpu_ids(text: str) -> list[str]:
     """'0-7' -> 0..7, '0,1' -> 0 and 1, '0-3,6' -> 0..3 and 6: distinct ids, in the order given."""
     ids: list[str] = []
     try:
@@ -42,7 +42,7 @@ def parse_gpu_ids(text: str, option: str = "--gpus") -> list[str]:
                 raise ValueError(part)
             ids.extend(str(i) for i in span if str(i) not in ids)
     except ValueError:
-        raise InvalidRequest(f"{option} '{text}': give GPU ids like 0-7 or 0,1", field="gpus") from None
+        raise InvalidRequest(f"--gpus '{text}': give GPU ids like 0-7 or 0,1", field="gpus") from None
     return ids
 
 

@@ -43,9 +43,8 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
         )
     from infinitetalk.engines.neural.caching import StepCache
     from infinitetalk.engines.neural.engine import NeuralEngine
-    from infinitetalk.engines.neural.speed import SpeedOptions
-
     from infinitetalk.engines.neural.pipeline import SAMPLING_MODES
+    from infinitetalk.engines.neural.speed import SpeedOptions
 
     engine = NeuralEngine.from_pretrained(
         weights_dir, variant=settings.neural_variant, offload=settings.neural_offload,
