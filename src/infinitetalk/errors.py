@@ -8,6 +8,7 @@ to a status code in one place; the CLI prints ``code: message`` and exits non-ze
     InfiniteTalkError                 500 internal_error
     ├── InvalidRequest                400 the caller sent something we cannot use
     │   ├── InputTooLarge             413 over a byte/duration/pixel cap
+    │   ├── UnsupportedMediaType      415 a body whose Content-Type we do not read (JSON without a JSON type)
     │   ├── UrlNotAllowed             400 URL refused by the address guard
     │   └── NoFaceDetected            400 nothing to animate
     ├── FetchFailed                   400 a URL could not be downloaded
@@ -51,6 +52,11 @@ class InvalidRequest(InfiniteTalkError):
 class InputTooLarge(InvalidRequest):
     code = "input_too_large"
     http_status = 413
+
+
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+    http_status = 415
 
 
 class UrlNotAllowed(InvalidRequest):

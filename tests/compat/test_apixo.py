@@ -143,7 +143,8 @@ def test_error_codes(apixo: tuple[Server, dict], files: FileServer) -> None:
     with _client(server, key["key"]) as client:
         response = client.post("/generateTask/infinitetalk", json={**body, "request_type": "callback"})
         assert response.status_code == 400 and "callback_url" in response.json()["message"]
-        response = client.post("/generateTask/infinitetalk", content=b"{not json")
+        response = client.post("/generateTask/infinitetalk", content=b"{not json",
+                               headers={"Content-Type": "application/json"})
         assert response.status_code == 400 and response.json()["code"] == 400
         response = client.get("/statusTask/infinitetalk", params={"taskId": "task_unknown"})
         assert response.status_code == 404 and response.json()["data"] is None

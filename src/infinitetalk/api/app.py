@@ -16,6 +16,7 @@ from infinitetalk.api.body_limit import BodyLimit
 from infinitetalk.api.compat import openapi as compat_openapi
 from infinitetalk.api.docs import install_docs
 from infinitetalk.api.errors import install_error_handlers
+from infinitetalk.api.page_headers import PageHeaders
 from infinitetalk.api.playground import install_playground
 from infinitetalk.api.routes import files, health, models, tasks
 from infinitetalk.config import Settings
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                   docs_url=None, redoc_url=None)  # served by install_docs, from local files
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=limits.MAX_REQUEST_BYTES)
+    app.add_middleware(PageHeaders)  # nosniff on every answer; pages not framed by other sites
     app.include_router(tasks.router)
     app.include_router(files.router)
     app.include_router(models.router)

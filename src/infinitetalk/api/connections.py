@@ -12,6 +12,11 @@ busy one. 1,100 such connections once used up the file descriptors and every /he
 - past ``max_connections`` open connections, each new one closes the connection that has waited longest for
   its request head, so a flood of silent connections cannot lock real clients (or /healthz) out. When every
   connection is busy, uvicorn's own limit answers 503.
+
+It also refuses what h11 lets through: a request with both ``Content-Length`` and ``Transfer-Encoding``. h11
+frames such a body as chunked and keeps the connection, so bytes a proxy in front counted as this body's
+(Content-Length) are served here as a request of their own, one the proxy never saw (request smuggling).
+RFC 9112 6.1 wants such a connection closed; we answer 400 and close it before the app sees the request.
 """
 
 from __future__ import annotations
@@ -20,11 +25,32 @@ import asyncio
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+import h11
+from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 
 from infinitetalk.config import Settings
 
 log = logging.getLogger("infinitetalk.serve")
+
+
+AMBIGUOUS_FRAMING = ("the request has both Content-Length and Transfer-Encoding headers, which frame its body "
+                     "two ways; send one of them")
+
+
+class UnambiguousConnection(h11.Connection):
+    """h11's server connection, refusing a request head whose body could be framed two ways."""
+
+    #: why this connection refused a request, for the 400's body (uvicorn's own is the same for every error)
+    refused: str | None = None
+
+    def next_event(self):  # type: ignore[no-untyped-def] - h11's own signature
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            names = {name for name, _ in event.headers}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                self.refused = AMBIGUOUS_FRAMING
+                raise h11.RemoteProtocolError(AMBIGUOUS_FRAMING, error_status_hint=400)
+        return event
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -36,6 +62,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        limit = self.config.h11_max_incomplete_event_size
+        self.conn = UnambiguousConnection(h11.SERVER, DEFAULT_MAX_INCOMPLETE_EVENT_SIZE if limit is None else limit)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         #: loop time since when the connection waits for a request head; None while one is being served
         self.awaiting_head_since: float | None = None
@@ -69,6 +97,10 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()  # may start a pipelined request, which handle_events notes
         if self.cycle is cycle and not self.transport.is_closing():
             self._await_head()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers "Invalid HTTP request received." to every protocol error (and closes); ours says which
+        super().send_400_response(getattr(self.conn, "refused", None) or msg)
 
     def pause_writing(self) -> None:
         super().pause_writing()

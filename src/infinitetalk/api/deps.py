@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from infinitetalk.api.local_callers import NEED_A_KEY, refusal
 from infinitetalk.tasks.errors import Unauthorized
 from infinitetalk.tasks.models import ApiKey
 from infinitetalk.tasks.runtime import Runtime
@@ -61,14 +62,17 @@ def _loopback(host: str | None) -> bool:
 
 
 def get_key(request: Request, runtime: RuntimeDep) -> ApiKey | None:
-    """The caller's key; None for a key-less loopback caller when the operator started the server `--open`."""
+    """The caller's key; None for a key-less caller on this machine when the operator started the server
+    `--open`: loopback, not forwarded by a proxy, and not a web page of another origin (see local_callers)."""
     presented = _presented_key(request)
     if presented:
         return runtime.keys.authenticate(presented)
     if runtime.settings.open and _loopback(request.client.host if request.client else None):
-        return None
-    raise Unauthorized("send an API key: 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
-                       "(`infinitetalk keys create NAME` makes one)")
+        refused = refusal(request.headers, request.scope.get("scheme", "http"), runtime.settings)
+        if refused is None:
+            return None
+        raise refused
+    raise Unauthorized(NEED_A_KEY)
 
 
 KeyDep = Annotated[ApiKey | None, Depends(get_key)]

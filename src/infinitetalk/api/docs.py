@@ -4,6 +4,9 @@ FastAPI's own pages would load them from a CDN, which leaves a blank page on a m
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from importlib import resources
 
 from fastapi import FastAPI
@@ -14,9 +17,13 @@ from fastapi.staticfiles import StaticFiles
 ASSETS = "/docs-assets"
 #: Both pages may load only what we serve. ReDoc's sidebar shows a Redocly logo from Redocly's CDN (no option
 #: turns it off; the image hides itself when it fails), so the browser refuses it before it leaves the machine.
-#: Inline script and style: the pages' own start-up code; blob: workers: ReDoc's search.
-POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-          "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+#: Scripts: our files plus the page's own start-up code, named by its hash ({scripts}), so no other inline
+#: script runs on a page that shares the playground's origin and the key Swagger UI keeps. Inline style: both
+#: UIs style their elements as they draw them. blob: workers: ReDoc's search. Not framed by any other site.
+POLICY = ("default-src 'self'; script-src 'self'{scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+          "font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+          "frame-ancestors 'none'")
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
 def install_docs(app: FastAPI) -> None:
@@ -26,15 +33,20 @@ def install_docs(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
     redirect = app.swagger_ui_oauth2_redirect_url
 
+    swagger_page = _Page(get_swagger_ui_html(
+        openapi_url=openapi_url, title=f"{app.title} - API docs", oauth2_redirect_url=redirect,
+        swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS}/favicon.png",
+        # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    ))
+    redoc_page = _Page(get_redoc_html(
+        openapi_url=openapi_url, title=f"{app.title} - API reference", redoc_js_url=f"{ASSETS}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False))
+
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return _local_only(get_swagger_ui_html(
-            openapi_url=openapi_url, title=f"{app.title} - API docs", oauth2_redirect_url=redirect,
-            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS}/favicon.png",
-            # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io
-            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
-        ))
+        return swagger_page.response()
 
     if redirect:
         @app.get(redirect, include_in_schema=False)
@@ -43,11 +55,17 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return _local_only(get_redoc_html(
-            openapi_url=openapi_url, title=f"{app.title} - API reference", redoc_js_url=f"{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False))
+        return redoc_page.response()
 
 
-def _local_only(page: HTMLResponse) -> HTMLResponse:
-    page.headers["Content-Security-Policy"] = POLICY
-    return page
+class _Page:
+    """A docs page, built once (it is the same for every request), and its policy with its inline scripts' hashes."""
+
+    def __init__(self, page: HTMLResponse) -> None:
+        self.body = bytes(page.body)
+        hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+                         for script in _INLINE_SCRIPT.findall(self.body.decode()))
+        self.policy = POLICY.format(scripts=hashes)
+
+    def response(self) -> HTMLResponse:
+        return HTMLResponse(self.body, headers={"Content-Security-Policy": self.policy})

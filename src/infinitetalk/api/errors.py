@@ -22,10 +22,13 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     400: {"description": "Invalid request: `error.field` names the input, `error.message` says why."},
     401: {"description": "Missing or invalid API key."},
     402: {"description": "The key's balance does not cover the price."},
-    403: {"description": "The key may not use this model or route."},
+    403: {"description": "The key may not use this model or route, or (open mode, no key) a page of another "
+                         "origin sent the request."},
     404: {"description": "No such task (or another key's)."},
     409: {"description": "Idempotency-Key reused with another body, or the task already ended."},
     413: {"description": "An input is over its size or length cap."},
+    415: {"description": "A JSON body sent without `Content-Type: application/json`."},
+    421: {"description": "Open mode, no key: the request named a host that is not this server's."},
     429: {"description": "Rate, concurrency or quota limit; see Retry-After."},
     503: {"description": "The server is busy; nothing was changed. Try again after Retry-After seconds."},
 }

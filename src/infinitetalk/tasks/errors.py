@@ -2,10 +2,11 @@
 
     Unauthorized        401 no key, or a key we do not know / revoked
     InsufficientBalance 402 the price cannot be reserved from the key's balance
-    Forbidden           403 the key may not use this model or route
+    Forbidden           403 the key may not use this model or route; a key-less request from a web page (open mode)
     NotFound            404 no such task (or another key's)
     Conflict            409 idempotency key reused with another body; task already finished
     Gone                410 an output that has expired
+    HostNotAllowed      421 a key-less request (open mode) for a Host that is not one of the server's names
     TooManyRequests     429 rate or concurrency limit; carries retry_after seconds
     ServiceBusy         503 the task store is busy or unreachable; carries retry_after seconds
 """
@@ -48,6 +49,15 @@ class Conflict(InfiniteTalkError):
 class Gone(InfiniteTalkError):
     code = "gone"
     http_status = 410
+    caller_fault = True
+
+
+class HostNotAllowed(InfiniteTalkError):
+    """421 Misdirected Request: the name the request was sent to is not one this server answers to
+    (DNS rebinding points a foreign name at this machine)."""
+
+    code = "host_not_allowed"
+    http_status = 421
     caller_fault = True
 
 

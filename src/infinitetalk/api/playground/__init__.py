@@ -13,11 +13,19 @@ STATIC = resources.files(__name__) / "static"
 
 router = APIRouter(include_in_schema=False)
 
+#: The page keeps the API key in localStorage, so it runs only its own files: no inline script or style, no
+#: script from anywhere else (an injected one would read the key), no plugins, no <base> to re-point its
+#: modules, and no framing by another site (a click there would act with the key). Pictures and speech may
+#: come from any URL the person types in (and from blob: URLs of picked files); the API calls go to us only.
+POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src * data: blob:; media-src * data: blob:; "
+          "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
 
 @router.get("/", response_class=HTMLResponse)
 def playground() -> HTMLResponse:
     # no-cache: after an upgrade the page must not pair an old index with new modules
-    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers={"Cache-Control": "no-cache"})
+    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"),
+                        headers={"Cache-Control": "no-cache", "Content-Security-Policy": POLICY})
 
 
 def install_playground(app: FastAPI) -> None:
