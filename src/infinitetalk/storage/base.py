@@ -125,10 +125,11 @@ class Storage(Protocol):
     def delete_upload(self, upload_id: str) -> None: ...
 
     # --- retention ---
-    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float,
-                       now: float) -> tuple[int, int]:
+    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float, now: float,
+                       preview_grace_s: float | None = None) -> tuple[int, int]:
         """Delete outputs older than ``output_ttl_s`` and uploads older than ``upload_ttl_s``, and local files
-        a dead process left more than ``stale_s`` ago. Returns (outputs, uploads) deleted."""
+        a dead process left more than ``stale_s`` ago; with ``preview_grace_s``, a finished task's preview
+        segments that long after its video was stored. Returns (output files, uploads) deleted."""
         ...
 
 
@@ -162,6 +163,22 @@ _CONTENT_TYPES = {".mp4": "video/mp4", ".ts": "video/mp2t", ".m3u8": "applicatio
 
 def content_type(name: str) -> str:
     return _CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+
+
+#: A finished task's video, and the live preview's segments it makes redundant (``preview_grace_s`` after it).
+VIDEO_SUFFIX, SEGMENT_SUFFIX = ".mp4", ".ts"
+
+
+def preview_segment(name: str) -> bool:
+    return name.endswith(SEGMENT_SUFFIX) and not name.startswith(".")
+
+
+def missing_output(name: str) -> Gone:
+    """What a valid URL of an output that is no longer stored answers."""
+    if preview_segment(name):
+        return Gone("this live-preview segment was deleted a few minutes after the task's video was finished; "
+                    "download the video from the task's outputs instead")
+    return Gone("this output has expired and was deleted; outputs are kept for a limited time")
 
 
 def check_signed(key: bytes, task_id: str, name: str, expires: int, sig: str) -> None:

@@ -21,8 +21,8 @@ from typing import BinaryIO
 
 from infinitetalk.config import Settings
 from infinitetalk.storage.base import SAFE_NAME as _SAFE_NAME
-from infinitetalk.storage.base import check_signed, sign
-from infinitetalk.tasks.errors import Gone, NotFound
+from infinitetalk.storage.base import VIDEO_SUFFIX, check_signed, missing_output, preview_segment, sign
+from infinitetalk.tasks.errors import NotFound
 
 
 def _secret(settings: Settings) -> bytes:
@@ -97,9 +97,9 @@ class LocalStorage:
     def copy_upload(self, upload_id: str, target: Path) -> None:
         shutil.copyfile(self.upload_path(upload_id), target)  # FileNotFoundError when it is gone
 
-    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float,
-                       now: float) -> tuple[int, int]:
-        files = _expired_outputs(self.root / "outputs", output_ttl_s, stale_s, now)
+    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float, now: float,
+                       preview_grace_s: float | None = None) -> tuple[int, int]:
+        files = _expired_outputs(self.root / "outputs", output_ttl_s, stale_s, now, preview_grace_s)
         for path in files:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # not empty: another output in it is still fresh
@@ -125,7 +125,7 @@ class LocalStorage:
         check_signed(self._key, task_id, name, expires, sig)
         path = self.output_path(task_id, name)
         if not path.is_file():
-            raise Gone("this output has expired and was deleted; outputs are kept for a limited time")
+            raise missing_output(name)
         return path
 
 
@@ -157,8 +157,10 @@ def _older_than(folder: Path, age_s: float, now: float) -> list[Path]:
     return [entry for entry in folder.iterdir() if entry.stat().st_mtime + age_s < now]
 
 
-def _expired_outputs(outputs: Path, ttl_s: float, stale_s: float, now: float) -> list[Path]:
-    """A task's files once its newest is past the TTL, and hidden partial files a dead process left behind.
+def _expired_outputs(outputs: Path, ttl_s: float, stale_s: float, now: float,
+                     preview_grace_s: float | None) -> list[Path]:
+    """A task's files once its newest is past the TTL, hidden partial files a dead process left behind, and
+    (``preview_grace_s``) the preview segments of a task whose video was stored that long ago.
 
     A task's files go together: a long render's first segments are older than the TTL before it ends, and its
     checkpoint is rewritten with every chunk. The newest file's mtime is when the task ended (the encoder's last
@@ -173,4 +175,12 @@ def _expired_outputs(outputs: Path, ttl_s: float, stale_s: float, now: float) ->
         done = [path for path in files if not path.name.startswith(".")]
         if done and max(path.stat().st_mtime for path in done) + ttl_s < now:
             found += done
+        elif preview_grace_s is not None and _video_older_than(done, preview_grace_s, now):
+            found += [path for path in done if preview_segment(path.name)]
     return found
+
+
+def _video_older_than(files: list[Path], age_s: float, now: float) -> bool:
+    """Whether the task's video was stored ``age_s`` ago (its mtime: the encoder's last write, kept by the rename
+    that stored it)."""
+    return any(path.suffix == VIDEO_SUFFIX and path.stat().st_mtime + age_s < now for path in files)

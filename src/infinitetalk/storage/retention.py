@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -67,14 +71,54 @@ def remove_orphan_partials(storage: Storage) -> int:
     return removed
 
 
+#: How a render names its scratch folder in the system's temp folder (``workers.render``), followed by the
+#: machine's name and the pid of the process that renders: several servers and workers may share one TMPDIR, and
+#: only a folder whose process is gone (a kill -9 skips the folder's clean-up) is start-up's to delete.
+RENDER_SCRATCH = "infinitetalk-render-"
+
+
+def render_scratch_prefix() -> str:
+    """The prefix of this process's render scratch folders."""
+    return f"{RENDER_SCRATCH}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_dead_render_scratch(temp_dir: Path | None = None) -> int:
+    """At start-up: delete the render scratch folders of this machine's processes that are gone.
+
+    Folders of a live pid stay (another server or worker rendering now), and so do folders named by another
+    machine (a TMPDIR shared between containers: their pids are not ours to judge) or in an older style."""
+    mine = f"{RENDER_SCRATCH}{socket.gethostname()}-"
+    removed = 0
+    for path in Path(temp_dir or tempfile.gettempdir()).glob(glob.escape(mine) + "*"):
+        pid = path.name[len(mine):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)) or not path.is_dir():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    if removed:
+        log.info("start-up: deleted %d render scratch folder(s) left by a stopped process", removed)
+    return removed
+
+
 def sweep(storage: Storage, settings: Settings, *, now: float | None = None) -> int:
-    """Delete expired outputs and stale uploads; return how many things went.
+    """Delete expired outputs, finished tasks' preview segments and stale uploads; return how many things went.
 
     Partial files count as a dead process's after twice the task timeout: no render runs that long.
     """
     now = time.time() if now is None else now
     files, uploads = storage.delete_expired(output_ttl_s=settings.output_ttl_s, upload_ttl_s=settings.upload_ttl_s,
-                                            stale_s=2 * settings.task_timeout_s, now=now)
+                                            stale_s=2 * settings.task_timeout_s, now=now,
+                                            preview_grace_s=settings.preview_grace_s)
     if files or uploads:
         log.info("retention sweep deleted %d output file(s) and %d upload(s)", files, uploads)
     return files + uploads

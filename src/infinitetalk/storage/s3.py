@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -32,8 +32,17 @@ import botocore.exceptions
 from botocore.config import Config
 
 from infinitetalk.config import Settings
-from infinitetalk.storage.base import SAFE_NAME, Download, StorageUnavailable, check_signed, content_type, sign
-from infinitetalk.tasks.errors import Gone
+from infinitetalk.storage.base import (
+    SAFE_NAME,
+    VIDEO_SUFFIX,
+    Download,
+    StorageUnavailable,
+    check_signed,
+    content_type,
+    missing_output,
+    preview_segment,
+    sign,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +247,7 @@ class S3Storage:
         """A presigned GET of the output that lapses when our URL does (SigV4 allows at most 7 days)."""
         check_signed(self._key, task_id, name, expires, sig)
         left = expires - time.time()
-        gone = Gone("this output has expired and was deleted; outputs are kept for a limited time")
+        gone = missing_output(name)
         key = self._object("outputs", task_id, name)
         with self._calling(f"presigning the output of {task_id}"):
             try:
@@ -274,8 +283,8 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=self._object("uploads", upload_id, "data"))
 
     # --- retention ---
-    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float,
-                       now: float) -> tuple[int, int]:
+    def delete_expired(self, *, output_ttl_s: float, upload_ttl_s: float, stale_s: float, now: float,
+                       preview_grace_s: float | None = None) -> tuple[int, int]:
         """List and delete by age (S3's LastModified: when the object was stored, i.e. when its task ended).
 
         We delete what we own ourselves rather than leave it to a bucket lifecycle rule: those count whole
@@ -287,7 +296,10 @@ class S3Storage:
             prefix = f"{self.prefix}/{folder}/" if self.prefix else f"{folder}/"
             with self._calling(f"sweeping {folder}"):
                 cutoff = now - ttl_s - SWEEP_GRACE_S
-                old = _expired(self._list(prefix), cutoff, by_folder=folder == "outputs")
+                items = list(self._list(prefix))
+                old = _expired(items, cutoff, by_folder=folder == "outputs")
+                if folder == "outputs" and preview_grace_s is not None:
+                    old += _redundant_segments(items, now - preview_grace_s - SWEEP_GRACE_S, set(old))
                 self._delete(old)
             counts.append(len(old))
         self._prune_scratch(stale_s, now)
@@ -307,7 +319,15 @@ class S3Storage:
                         path.unlink()
 
 
-def _expired(items: Iterator[dict], cutoff: float, *, by_folder: bool) -> list[str]:
+def _redundant_segments(items: list[dict], cutoff: float, going: set[str]) -> list[str]:
+    """The preview segments of each task whose video was stored before ``cutoff`` (and not already ``going``)."""
+    finished = {item["Key"].rsplit("/", 1)[0] for item in items
+                if item["Key"].endswith(VIDEO_SUFFIX) and item["LastModified"].timestamp() < cutoff}
+    return [item["Key"] for item in items if item["Key"] not in going
+            and preview_segment(item["Key"].rsplit("/", 1)[1]) and item["Key"].rsplit("/", 1)[0] in finished]
+
+
+def _expired(items: Iterable[dict], cutoff: float, *, by_folder: bool) -> list[str]:
     """Keys stored before ``cutoff``. ``by_folder``: a task's outputs go together, once the newest is that old
     (a long render's first segments are older than the TTL before it ends; its checkpoint is rewritten with
     every chunk)."""

@@ -13,7 +13,7 @@ from infinitetalk.storage import Storage
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.errors import Gone
 from infinitetalk.tasks.models import Task, TaskStatus
-from infinitetalk.tasks.views import base_url
+from infinitetalk.tasks.views import base_url, preview_ended
 
 
 def preview_playlist(sessions: SessionFactory, storage: Storage, settings: Settings, task_id: str, *,
@@ -24,6 +24,9 @@ def preview_playlist(sessions: SessionFactory, storage: Storage, settings: Setti
     segments = (task.chunks or {}).get("segments") if task is not None else None
     if not segments or task.state in (TaskStatus.FAILED, TaskStatus.CANCELED):
         raise Gone("this task has no preview: it has not finished a chunk yet, or it failed or was canceled")
+    if preview_ended(task, settings):
+        raise Gone("the live preview ended with the task: its segments were deleted a few minutes after the video "
+                   "was finished; download the video from the task's outputs")
     base = base_url(task, settings)
     return hls_playlist([(storage.signed_url(base, task_id, name, expires), seconds) for name, seconds in segments],
                         ended=task.state is TaskStatus.SUCCEEDED)

@@ -13,16 +13,17 @@ import threading
 import urllib.parse
 
 import dramatiq
+from sqlalchemy import Engine, event
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
 from infinitetalk.storage import open_storage
-from infinitetalk.storage.retention import Sweeper, remove_orphan_partials
-from infinitetalk.tasks.db import at_head, open_database
+from infinitetalk.storage.retention import Sweeper, remove_dead_render_scratch, remove_orphan_partials
+from infinitetalk.tasks.db import at_head, make_engine, open_database, session_factory
 from infinitetalk.tasks.fleet import WorkerRegistration
 from infinitetalk.tasks.keys import KeyCache
 from infinitetalk.tasks.lifecycle import TaskLifecycle
-from infinitetalk.tasks.metrics import Metrics
+from infinitetalk.tasks.metrics import Metrics, PartWatch
 from infinitetalk.tasks.outbox import Outbox
 from infinitetalk.tasks.reaper import Reaper
 from infinitetalk.tasks.service import TaskService
@@ -41,11 +42,15 @@ class Runtime:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         self.settings = settings
         self.db, self.sessions = open_database(settings)
+        self.reads = _read_engine(self.db, settings)  # status polls, lists and key checks
         self.storage = open_storage(settings)
         self.fleet = bool(settings.broker_url)
         # a fleet: no engine, no weights here; worker processes elsewhere take tasks from this queue
         self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s) if self.fleet else None
-        self.metrics = Metrics(self.sessions, broker_depth=self.queue.depth if self.queue else None)
+        #: what /readyz and /metrics learned of the database and the broker (logged once per change)
+        self.parts = PartWatch()
+        self.metrics = Metrics(self.sessions, broker_depth=self.queue.depth if self.queue else None,
+                               parts=self.parts)
         self.outbox = Outbox(self.sessions, settings)
         self.sender = WebhookSender(self.outbox, settings)
         self.watch = TaskWatch(self.sessions, settings)  # what SSE and `Prefer: wait` clients wait on
@@ -62,14 +67,16 @@ class Runtime:
             self.dispatcher = InProcessDispatcher(runner.run, workers=settings.workers, token=runner.new_token)
         self.engine_name = self.engine.name if self.engine else "workers"
         self.uploads = Uploads(sessions=self.sessions, storage=self.storage, settings=settings)
-        self.keys = KeyCache(self.sessions, ttl_s=settings.key_cache_s)
+        self.keys = KeyCache(session_factory(self.reads), ttl_s=settings.key_cache_s)
         self.service = TaskService(sessions=self.sessions, storage=self.storage, uploads=self.uploads, settings=settings,
-                                   lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics)
+                                   lifecycle=self.lifecycle, dispatcher=self.dispatcher, metrics=self.metrics,
+                                   reads=self.reads)
         self.sweeper = Sweeper(self.storage, settings, also=self.uploads.forget_expired)
         self.reaper = Reaper(self.lifecycle, self.dispatcher, settings,
                              queue_depth=self.queue.depth if self.queue is not None else None)
 
     def start(self) -> None:
+        remove_dead_render_scratch()
         self.sender.start()
         self.sweeper.start()
         self.reaper.start()
@@ -89,10 +96,17 @@ class Runtime:
         log.info("task service ready: engine %s, %d worker(s), %d task(s) queued from before",
                  self.engine_name, self.settings.workers, len(queued))
 
-    def ready(self) -> bool:
-        if self.queue is not None:
-            self.queue.depth()  # raises when the broker is unreachable
-        return at_head(self.db)
+    def not_ready(self) -> str | None:
+        """The part that keeps this process from serving, in a word ("database", "broker"), or None."""
+        if not self.parts.probe("database", self._schema_current)[0]:
+            return "database"
+        if self.queue is not None and not self.parts.probe("broker", self.queue.depth)[0]:
+            return "broker"
+        return None
+
+    def _schema_current(self) -> None:
+        if not at_head(self.db):
+            raise RuntimeError("the schema is not the newest revision; restarting this server migrates it")
 
     def stop(self) -> None:
         self.dispatcher.shutdown()
@@ -100,6 +114,24 @@ class Runtime:
         self.sweeper.stop()
         self.reaper.stop()
         self.db.dispose()
+        self.reads.dispose()
+
+
+def _read_engine(db: Engine, settings: Settings) -> Engine:
+    """Where status polls, lists and key checks read. SQLite: a read-only pool of their own. A writer queued on
+    SQLite's write lock holds a connection of the shared pool for as long as it waits (busy_timeout), so fifteen
+    of them (QueuePool: 5 + 10 overflow) left every poll waiting for a connection until they gave up, though a
+    WAL reader itself never waits for a writer. PostgreSQL's writers wait on rows, not on one lock: one pool."""
+    if db.dialect.name != "sqlite" or db.url.database in (None, "", ":memory:"):  # a memory database is per pool
+        return db
+    reads = make_engine(db.url.render_as_string(hide_password=False), busy_timeout_s=settings.database_busy_timeout_s)
+    event.listen(reads, "connect", _query_only)
+    return reads
+
+
+def _query_only(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API types
+    # a write slipped into a read path would queue on the lock again; this way it fails at once, in tests
+    dbapi_connection.execute("PRAGMA query_only=ON")
 
 
 def _redacted(url: str | None) -> str:
@@ -168,6 +200,7 @@ class WorkerRuntime:
         # submitted to an idle fleet would wait on top of everything else
         worker = dramatiq.Worker(self.queue.broker, queues={QUEUE}, worker_threads=1, worker_timeout=100)
         worker.queue_prefetch = 1  # hold no task while another one runs here: a free GPU elsewhere takes it
+        remove_dead_render_scratch()  # a killed worker's, before this one renders
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self._stopping.set())
         worker.start()
