@@ -3,15 +3,19 @@ left half-written, expired uploads cannot be used and their rows go."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import InputTooLarge, InvalidRequest
 from infinitetalk.storage import LocalStorage
 from infinitetalk.tasks.db import open_database
-from infinitetalk.tasks.errors import TooManyRequests
+from infinitetalk.tasks.errors import NotFound, TooManyRequests
+from infinitetalk.tasks.models import Upload
 from infinitetalk.tasks.uploads import Uploads, clean_filename
 
 
@@ -57,3 +61,61 @@ def test_another_keys_upload_is_invisible(tmp_path: Path) -> None:
     assert uploads.source(upload.id, key_id="key_a", field="audio")[1] == "a.wav"
     with pytest.raises(InvalidRequest):
         uploads.source(upload.id, key_id="key_b", field="audio")
+
+
+async def _body(parts: int, size: int) -> AsyncIterator[bytes]:
+    for _ in range(parts):
+        await asyncio.sleep(0)  # lets the other PUT's chunk in between: their bytes arrive interleaved
+        yield b"x" * size
+
+
+def _stored(uploads: Uploads, tmp_path: Path, key_id: str) -> tuple[int, int, int]:
+    """(rows, their bytes, bytes of files on disk) of ``key_id``'s uploads."""
+    with uploads.sessions() as session:
+        rows = session.scalars(select(Upload).where(Upload.api_key_id == key_id)).all()
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "uploads").rglob("*") if path.is_file())
+    return len(rows), sum(row.size for row in rows), on_disk
+
+
+def test_size_less_puts_at_once_share_the_byte_quota(tmp_path: Path) -> None:
+    uploads = _uploads(tmp_path, max_upload_bytes_per_key=500)
+    tickets = [uploads.create(key_id="key_a", filename=f"{i}.bin") for i in range(2)]  # no size announced
+
+    async def both() -> list[Upload | BaseException]:
+        return await asyncio.gather(*(uploads.write_stream(ticket, _body(4, 100), cap=10_000)
+                                      for ticket in tickets), return_exceptions=True)
+
+    results = asyncio.run(both())
+    refused = [result for result in results if isinstance(result, BaseException)]
+    # one at least (both, when one's bytes still counted as the other asked: neither may pass the quota)
+    assert refused and all(getattr(error, "code", None) == "upload_quota_exceeded" for error in refused), results
+    # a refused PUT leaves nothing, its row included; a stored one holds what it is
+    stored = len(results) - len(refused)
+    assert _stored(uploads, tmp_path, "key_a") == (stored, 400 * stored, 400 * stored)
+    # and the room the race left is there for the next upload
+    uploads.save(key_id="key_a", filename="c.bin", chunks=[b"z" * (500 - 400 * stored)], cap=10_000)
+
+
+def test_a_put_holds_its_bytes_as_they_arrive(tmp_path: Path) -> None:
+    uploads = _uploads(tmp_path, max_upload_bytes_per_key=1000)
+    streaming = uploads.create(key_id="key_a", filename="a.bin")
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x" * 600
+        # half-way through this PUT, its 600 bytes already count: another upload cannot take them
+        with pytest.raises(TooManyRequests):
+            uploads.save(key_id="key_a", filename="b.bin", chunks=[b"y" * 500], cap=10_000, size_hint=500)
+        yield b"x" * 100
+
+    done = asyncio.run(uploads.write_stream(streaming, body(), cap=10_000))
+    assert done.size == 700 and _stored(uploads, tmp_path, "key_a") == (1, 700, 700)
+
+
+def test_a_failed_put_leaves_nothing(tmp_path: Path) -> None:
+    uploads = _uploads(tmp_path)
+    ticket = uploads.create(key_id="key_a", filename="a.bin")
+    with pytest.raises(InputTooLarge):
+        asyncio.run(uploads.write_stream(ticket, _body(3, 100), cap=250))
+    assert _stored(uploads, tmp_path, "key_a") == (0, 0, 0)
+    with pytest.raises(NotFound):
+        uploads.pending(ticket.id)

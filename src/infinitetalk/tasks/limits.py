@@ -3,6 +3,9 @@
 - creates per minute, over a sliding 60 s window;
 - unfinished (queued + running) tasks at once;
 - queued tasks at once (every key, and open mode's key-less callers together), so nobody can fill the queue.
+
+A count holds only when it is read in the transaction that writes the task, under the key's quota lock
+(``tasks.locks``); read anywhere else it is an early refusal that spares the work before the write.
 """
 
 from __future__ import annotations

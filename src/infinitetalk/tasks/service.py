@@ -26,6 +26,7 @@ from infinitetalk.tasks import billing, limits, staging
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.errors import Conflict, NotFound
 from infinitetalk.tasks.lifecycle import TaskLifecycle
+from infinitetalk.tasks.locks import quota_lock
 from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
 from infinitetalk.tasks.schemas import Estimate, EstimateRequest
@@ -45,10 +46,12 @@ def model_for(request: GenerationRequest) -> str:
 
 class TaskService:
     def __init__(self, *, sessions: SessionFactory, storage: Storage, uploads: Uploads, settings: Settings,
-                 lifecycle: TaskLifecycle, dispatcher: Dispatcher, metrics: Metrics) -> None:
+                 lifecycle: TaskLifecycle, dispatcher: Dispatcher, metrics: Metrics,
+                 reads: Engine | None = None) -> None:
         self.sessions, self.storage, self.uploads, self.settings = sessions, storage, uploads, settings
         self.lifecycle, self.dispatcher, self.metrics = lifecycle, dispatcher, metrics
-        self._engine: Engine = sessions.kw["bind"]  # the reads below take its connections without a Session
+        # the reads below take its connections without a Session; ``reads``: a pool of their own (SQLite)
+        self._engine: Engine = reads or sessions.kw["bind"]
 
     # --- submit ---
     def submit(self, *, key: ApiKey | None, payload: dict, base_url: str, idempotency_key: str | None = None,
@@ -100,12 +103,12 @@ class TaskService:
             )
             # stored before the row exists: a worker may take the task the moment the row commits
             self.storage.store_inputs(task_id)
-            with self.sessions.begin() as session:
+            with quota_lock(self.sessions, key_id) as session:
+                # Counted again under the key's quota lock (open mode's callers share one), with the write they
+                # guard: two racing submits can no longer both pass the limits.
+                limits.check_limits(session, key, max_queued=self.settings.max_queued_per_key)
                 if key is not None:
                     billing.reserve(session, key_id=key.id, amount_micros=quote.price_micros, task_id=task_id)
-                # Counted again now that the reserve's UPDATE holds the key's row (PostgreSQL) or the
-                # write lock (SQLite): two racing submits can no longer both pass the limits.
-                limits.check_limits(session, key, max_queued=self.settings.max_queued_per_key)
                 session.add(task)
         except IntegrityError:
             # two submits with one idempotency key raced; the other one won

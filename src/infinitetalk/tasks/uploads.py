@@ -2,8 +2,10 @@
 storage under the upload's own id. A caller's file name is only ever data; the disk sees our ids.
 
 Two shapes: one step (multipart: the bytes come with the request) and two steps (WaveSpeed's SDK: a ticket
-first, then a PUT of the bytes to the ticket's URL). Caps are counted while bytes stream in, and per-key
-quotas (live uploads and their bytes) are checked before anything is written.
+first, then a PUT of the bytes to the ticket's URL). Caps are counted while bytes stream in. Per-key quotas
+(live uploads and their bytes) are checked under the key's quota lock together with the write they guard: the
+row at create (holding the bytes it announced), then more bytes as they arrive beyond what the row holds, so
+concurrent uploads of one key never hold more than its quota between them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import math
 import re
 import secrets
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,11 +26,16 @@ from infinitetalk.storage import Storage
 from infinitetalk.storage.base import PendingFile
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.errors import Conflict, NotFound, TooManyRequests
+from infinitetalk.tasks.locks import quota_lock
 from infinitetalk.tasks.models import Upload, utcnow
 
 #: "upl_" + secrets.token_urlsafe(16): 128 random bits, which is also the two-step PUT's permission.
 UPLOAD_ID = re.compile(r"^upl_[A-Za-z0-9_-]{22}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: An upload streaming past the bytes its row holds takes the quota lock again for twice what it has, at most
+#: this much more: a 200 MB file takes the lock a few dozen times, not once a chunk, and holds little it may
+#: not need (a near-full key's other uploads are refused only on bytes that really arrived).
+RESERVE_AHEAD_MAX = 8 * 2**20
 
 
 def clean_filename(name: str | None) -> str:
@@ -53,7 +60,7 @@ class Uploads:
         upload = Upload(id="upl_" + secrets.token_urlsafe(16), api_key_id=key_id, filename=clean_filename(filename),
                         size=size_hint or 0, complete=False, created_at=now,
                         expires_at=now + timedelta(seconds=self.settings.upload_ttl_s))
-        with self.sessions.begin() as session:
+        with quota_lock(self.sessions, key_id) as session:
             self._check_quota(session, key_id, now, extra_bytes=size_hint or 0)
             session.add(upload)
         return upload
@@ -73,18 +80,34 @@ class Uploads:
             f"uploads and {max_bytes // 2**20} MiB. Use uploads in tasks (they are freed when they expire) or send "
             "inputs as URLs", retry_after=wait, code="upload_quota_exceeded")
 
-    def _budget(self, upload: Upload) -> int:
-        """Bytes this upload may take before its key is over its stored-bytes quota."""
+    def _reserve(self, upload: Upload, received: int) -> int:
+        """Hold room in the key's byte quota for the ``received`` bytes of ``upload`` (and some ahead, see
+        RESERVE_AHEAD_MAX) on its row; the bytes it now holds. 429 when they do not fit beside the key's other
+        uploads."""
         now = utcnow()
-        owner = Upload.api_key_id.is_(None) if upload.api_key_id is None else Upload.api_key_id == upload.api_key_id
-        with self.sessions() as session:
-            used = session.scalar(select(_bytes_held())
-                                  .where(owner, Upload.expires_at > now, Upload.id != upload.id))
-        return self.settings.max_upload_bytes_per_key - used
+        key_id = upload.api_key_id
+        owner = Upload.api_key_id.is_(None) if key_id is None else Upload.api_key_id == key_id
+        with quota_lock(self.sessions, key_id) as session:
+            others = session.scalar(select(_bytes_held()).where(owner, Upload.expires_at > now, Upload.id != upload.id))
+            room = self.settings.max_upload_bytes_per_key - others
+            if received > room:
+                raise TooManyRequests(
+                    "this upload would take the key over its quota of stored uploads "
+                    f"({self.settings.max_upload_bytes_per_key // 2**20} MiB); use or let older uploads expire, or "
+                    "send inputs as URLs", retry_after=60, code="upload_quota_exceeded")
+            held = min(room, received + min(received, RESERVE_AHEAD_MAX))
+            if session.execute(update(Upload).where(Upload.id == upload.id).values(size=held)).rowcount != 1:
+                raise self._gone(upload.id)
+        return held
+
+    def _sink(self, upload: Upload, *, cap: int, field: str | None) -> _Sink:
+        # the row already holds what its create announced (a one-step upload's whole size)
+        return _Sink(self.storage.new_upload(upload.id), cap=cap, held=upload.size, field=field,
+                     reserve=lambda received: self._reserve(upload, received))
 
     def write(self, upload: Upload, chunks: Iterable[bytes], *, cap: int, field: str | None = None) -> Upload:
         """Stream ``chunks`` into the upload's file (whole or nothing), counting against ``cap`` and the quota."""
-        sink = _Sink(self.storage.new_upload(upload.id), cap=cap, quota=self._budget(upload), field=field)
+        sink = self._sink(upload, cap=cap, field=field)
         try:
             for chunk in chunks:
                 sink.add(chunk)
@@ -95,22 +118,38 @@ class Uploads:
         return self._completed(upload, sink.size)
 
     async def write_stream(self, upload: Upload, chunks: AsyncIterable[bytes], *, cap: int) -> Upload:
-        """``write`` for a request body read as it arrives (the two-step PUT)."""
-        sink = _Sink(self.storage.new_upload(upload.id), cap=cap, quota=self._budget(upload), field=None)
+        """``write`` for a request body read as it arrives (the two-step PUT). A PUT that fails or is refused
+        leaves nothing: neither bytes nor the upload (the caller asks for a new one)."""
+        sink = self._sink(upload, cap=cap, field=None)
         try:
-            async for chunk in chunks:
-                sink.add(chunk)
+            try:
+                async for chunk in chunks:
+                    if sink.size + len(chunk) > sink.held:  # the quota lock may wait: not on the event loop
+                        await asyncio.to_thread(sink.hold, sink.size + len(chunk))
+                    sink.add(chunk)
+            except BaseException:
+                sink.discard()
+                raise
+            await asyncio.to_thread(sink.commit)  # to S3 storage that is a transfer: not on the event loop
+            return await asyncio.to_thread(self._completed, upload, sink.size)
         except BaseException:
-            sink.discard()
+            # in a thread, which finishes even when this request is being cancelled
+            await asyncio.to_thread(self.discard, upload.id)
             raise
-        await asyncio.to_thread(sink.commit)  # to S3 storage that is a transfer: not on the event loop
-        return self._completed(upload, sink.size)
 
     def _completed(self, upload: Upload, size: int) -> Upload:
+        # no lock: a row only ever gives back room here (``size`` is at most what it held)
         with self.sessions.begin() as session:
-            session.execute(update(Upload).where(Upload.id == upload.id).values(size=size, complete=True))
+            done = session.execute(update(Upload).where(Upload.id == upload.id).values(size=size, complete=True))
+        if done.rowcount != 1:  # its row went while the bytes came (it expired, or another PUT of it failed)
+            self.storage.delete_upload(upload.id)
+            raise self._gone(upload.id)
         upload.size, upload.complete = size, True
         return upload
+
+    @staticmethod
+    def _gone(upload_id: str) -> NotFound:
+        return NotFound(f"upload {upload_id} is gone (it expired or its upload failed); upload the file again")
 
     def save(self, *, key_id: str | None, filename: str | None, chunks: Iterable[bytes], cap: int,
              field: str | None = None, size_hint: int | None = None) -> Upload:
@@ -182,21 +221,30 @@ class Uploads:
 
 
 class _Sink:
-    """Counts an upload's bytes against its caps while they go into storage's pending file, which keeps them
-    only when all arrived (``commit``); ``discard`` leaves nothing."""
+    """Counts an upload's bytes against its cap while they go into storage's pending file, which keeps them
+    only when all arrived (``commit``); ``discard`` leaves nothing. Bytes past what the upload's row holds in
+    its key's quota are asked for first (``hold``)."""
 
-    def __init__(self, pending: PendingFile, *, cap: int, quota: int, field: str | None) -> None:
-        self._out = pending.file
-        self.cap, self.quota, self.field, self.size = cap, quota, field, 0
+    def __init__(self, pending: PendingFile, *, cap: int, held: int, field: str | None,
+                 reserve: Callable[[int], int]) -> None:
+        self._out, self._reserve = pending.file, reserve
+        self.cap, self.held, self.field, self.size = cap, held, field, 0
         self.commit, self.discard = pending.commit, pending.discard
 
+    def hold(self, size: int) -> None:
+        """Room for ``size`` bytes in the key's quota (429 when there is none)."""
+        self._check_cap(size)
+        self.held = self._reserve(size)
+
     def add(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.cap:
+        size = self.size + len(chunk)
+        self._check_cap(size)
+        if size > self.held:
+            self.hold(size)
+        self._out.write(chunk)
+        self.size = size
+
+    def _check_cap(self, size: int) -> None:
+        if size > self.cap:
             prefix = f"{self.field}: " if self.field else ""
             raise InputTooLarge(f"{prefix}files up to {self.cap // 2**20} MiB are accepted", field=self.field)
-        if self.size > self.quota:
-            raise TooManyRequests("this upload would take the key over its quota of stored uploads; use or let "
-                                  "older uploads expire, or send inputs as URLs", retry_after=60,
-                                  code="upload_quota_exceeded")
-        self._out.write(chunk)

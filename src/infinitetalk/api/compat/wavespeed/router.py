@@ -64,7 +64,9 @@ async def upload_ticket(request: Request, runtime: RuntimeDep, key: KeyDep, base
     responses=openapi.answers("wavespeed", {200: ("The file is stored", UploadedAnswer), **ERRORS}))
 async def upload_bytes(upload_id: str, request: Request, runtime: RuntimeDep) -> dict:
     """Step 2: the file's bytes, once, into the upload made in step 1 (its unguessable id is the permission,
-    as a presigned URL's signature would be, so this route takes no key)."""
+    as a presigned URL's signature would be, so this route takes no key). The bytes count against the key's
+    upload quota as they arrive; a PUT refused (429 past the quota) or cut short leaves nothing, the upload
+    included: ask for a new one."""
     upload = await run_in_threadpool(runtime.uploads.pending, upload_id)
     upload = await runtime.uploads.write_stream(upload, request.stream(), cap=MAX_UPLOAD_BYTES)
     return envelope({"size": upload.size})
@@ -109,7 +111,7 @@ async def submit(model: str, request: Request, runtime: RuntimeDep, key: KeyDep,
     task = await common.submit(runtime, key, body.to_payload(), base_url, names=NAMES,
                                min_billed_seconds=MIN_BILLED_SECONDS)
     if body.enable_sync_mode:
-        task = await common.wait(runtime, key, task.id, runtime.settings.max_wait_s)
+        task = await common.wait(request, runtime, key, task.id, runtime.settings.max_wait_s)
     data = prediction(task, common.view(runtime, task), base_url)
     if body.enable_sync_mode and not task.state.terminal:
         data["error"] = f"Sync mode timed out after {runtime.settings.max_wait_s} s; the task is still running"
