@@ -10,6 +10,7 @@ import httpx
 import pytest
 from api_servers import FileServer, Server, wait_until
 
+from infinitetalk.client import ApiError
 from infinitetalk.media.audio import probe_duration
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def test_submit_poll_download(preview_server: Server, file_server: FileServer, s
     assert task["status"] in ("queued", "running")
     assert task["cost"] == {"audio_seconds": pytest.approx(probe_duration(short_speech_wav), abs=0.01),
                             "billed_seconds": 5, "price": 0.15, "currency": "USD", "charged": False,
-                            "refunded": False}
+                            "refunded": False, "refund": 0.0, "total": 0.0}
     assert task["urls"]["get"] == f"{preview_server.url}/v1/tasks/{task['id']}"
 
     done = wait_until(lambda: (t := client.get(task["id"]))["status"] in ("succeeded", "failed") and t,
@@ -102,12 +103,13 @@ def test_server_sent_events(preview_server: Server, file_server: FileServer) -> 
     assert fractions == sorted(fractions)
 
 
-def test_engine_failure_is_a_failed_task(preview_server: Server, file_server: FileServer) -> None:
+def test_a_picture_without_a_face_is_refused_at_submit(preview_server: Server, file_server: FileServer) -> None:
+    # the render would fail on it (no_face_detected), so it is a 400 before anything is stored (issue 19; a
+    # failure found only at render: test_api_billing_rules)
     client = preview_server.client()
-    task = client.submit({"image": file_server.url("noise.png"), "audio": file_server.url("short.wav")}, wait=120)
-    assert task["status"] == "failed"
-    assert task["error"]["code"] == "no_face_detected"
-    assert task["outputs"] == []
+    with pytest.raises(ApiError) as refused:
+        client.submit({"image": file_server.url("noise.png"), "audio": file_server.url("short.wav")}, wait=120)
+    assert (refused.value.status, refused.value.code) == (400, "no_face_detected")
 
 
 def test_list_is_paged(preview_server: Server, file_server: FileServer) -> None:

@@ -3,6 +3,10 @@
 billed seconds = ceil(audio seconds), at least ``min_billed_seconds``; price = billed x rate[resolution].
 The price is reserved at submit with one conditional UPDATE (``balance >= price``), so concurrent submits
 can never take a balance below zero, and every movement of money is a ledger row in the same transaction.
+
+When a task ends the bill follows the work (``refund_due``): a failure of ours, or one before the first chunk
+was made, gives the whole price back; a task canceled while it runs, or failed through the caller's input after
+its first chunk, pays for the video made (``charge_for_video``) and gets the rest back.
 """
 
 from __future__ import annotations
@@ -44,6 +48,26 @@ def quote(*, audio_seconds: float, resolution: str, settings: Settings) -> Quote
     billed = max(settings.min_billed_seconds, math.ceil(round(audio_seconds, 3)))
     rate = round(settings.rates[resolution] * MICROS)
     return Quote(audio_seconds=audio_seconds, billed_seconds=billed, rate_micros=rate, price_micros=billed * rate)
+
+
+def charge_for_video(*, video_seconds: float, price_micros: int, billed_seconds: int, min_billed_seconds: int) -> int:
+    """What a task that stopped part-way owes: the video it made, in whole seconds at the task's own rate, at least
+    the minimum, never more than its price; nothing when it made none."""
+    if video_seconds <= 0 or billed_seconds <= 0:
+        return 0
+    rate = price_micros // billed_seconds  # exact: the price was billed_seconds x the rate
+    seconds = max(min_billed_seconds, math.ceil(round(video_seconds, 3)))
+    return min(price_micros, seconds * rate)
+
+
+def refund_due(*, price_micros: int, billed_seconds: int, video_seconds: float, min_billed_seconds: int,
+               our_fault: bool) -> int:
+    """What comes back to the key when a task stops before it finished: everything for a failure of ours,
+    else the price of the video not made (everything when none was made)."""
+    if our_fault:
+        return price_micros
+    return price_micros - charge_for_video(video_seconds=video_seconds, price_micros=price_micros,
+                                           billed_seconds=billed_seconds, min_billed_seconds=min_billed_seconds)
 
 
 def _move(session: Session, *, key_id: str, amount: int, kind: str, task_id: str | None, floor: bool) -> int:

@@ -2,11 +2,16 @@
 
     queued -> running -> succeeded | failed | canceled
     queued -> canceled                (refunded: it never ran)
+    running -> canceled               (pays for the video made, which the caller keeps; the rest comes back)
     running -> queued                 (the process stopped under it, or its heartbeat stopped: it runs again)
     running -> failed                 (its heartbeat stopped on every one of max_attempts runs: refunded)
 
 Every change is one conditional UPDATE (``WHERE status IN (...)``), so two actors racing (a cancel and
 a worker starting) cannot both win, and the money and the webhook ride in the same transaction.
+
+The bill follows the work: a failure of ours gives the whole price back; a cancel, or a failure through the
+caller's input, pays for the whole seconds of video made (at least ``min_billed_seconds``, at most the price)
+and gives the rest back, so one that made nothing is free (``billing.refund_due``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from infinitetalk.storage import OutputMirror, Storage, StorageUnavailable
 from infinitetalk.tasks import billing, callbacks, outbox, safety, staging
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.metrics import Metrics
-from infinitetalk.tasks.models import Task, TaskStatus, utcnow
+from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
 from infinitetalk.tasks.views import fault_of, task_public
 from infinitetalk.workers.checkpoint import WorkFolder
 from infinitetalk.workers.render import ChunkProgress, RenderResult
@@ -36,6 +41,10 @@ from infinitetalk.workers.runner import Job
 log = logging.getLogger("infinitetalk.tasks")
 
 QUEUED, RUNNING = TaskStatus.QUEUED.value, TaskStatus.RUNNING.value
+
+
+#: What comes back to the key when a task ends (see the module's docstring).
+_NONE, _ALL, _UNMADE = "none", "all", "unmade"
 
 
 class WorkerLost(EngineError):
@@ -143,22 +152,46 @@ class TaskLifecycle:
             return
         meta = {"duration_s": round(result.duration_s, 3), "width": result.width, "height": result.height,
                 "fps": result.fps, "nsfw": verdict.nsfw}
-        self._finish(task_id, TaskStatus.SUCCEEDED, from_=(RUNNING,), refund=False, retry=True,
+        self._finish(task_id, TaskStatus.SUCCEEDED, from_=(RUNNING,), refund=_NONE, retry=True,
                      values={"seed": result.seed, "outputs": {result.path.name: meta}, "progress": 1.0,
                              "stage": "done"})
 
     def failed(self, task_id: str, error: InfiniteTalkError) -> None:
-        self._finish(task_id, TaskStatus.FAILED, from_=(RUNNING, QUEUED), refund=not error.caller_fault, retry=True,
+        """Our failure: the whole price back. The caller's (its input): it pays for the video made before the
+        failure, so one found before the first chunk (the render could not use the input) is free."""
+        self._finish(task_id, TaskStatus.FAILED, from_=(RUNNING, QUEUED),
+                     refund=_UNMADE if error.caller_fault else _ALL, retry=True,
                      values={"error_code": failure_code(error), "error_detail": fault_of(error),
                              "error_message": error.message})
 
-    def canceled(self, task_id: str) -> None:
-        # it ran, so the work was done on the caller's word: kept, like the providers do
-        self._finish(task_id, TaskStatus.CANCELED, from_=(RUNNING,), refund=False, retry=True, values={})
+    def canceled(self, task_id: str, partial: RenderResult | None = None) -> None:
+        """Stopped while it ran, on the caller's word: it pays for the video made (``partial``, the finished
+        chunks joined), which it keeps as its output; the rest of the price comes back. Nothing made or
+        nothing that could be handed over: nothing to pay."""
+        outputs = self._keep_partial(task_id, partial) if partial is not None else None
+        made_s = partial.duration_s if partial is not None and outputs else 0.0
+        self._finish(task_id, TaskStatus.CANCELED, from_=(RUNNING,), refund=_UNMADE, retry=True,
+                     values={"outputs": outputs} if outputs else {}, made_s=made_s)
+
+    def _keep_partial(self, task_id: str, partial: RenderResult) -> dict | None:
+        """Store the video made before a cancel; its ``outputs`` entry, or None when it cannot be handed over."""
+        verdict = self.safety.check(partial.path)
+        if verdict.flagged:
+            log.warning("task %s: the video made before the cancel was flagged (%s); not kept", task_id,
+                        verdict.reason)
+            return None
+        try:
+            self.storage.store_output(task_id, partial.path)
+        except StorageUnavailable:
+            log.error("task %s: the video made before the cancel could not be stored", task_id)
+            return None
+        return {partial.path.name: {"duration_s": round(partial.duration_s, 3), "width": partial.width,
+                                    "height": partial.height, "fps": partial.fps, "nsfw": verdict.nsfw,
+                                    "partial": True}}
 
     def cancel_queued(self, task_id: str) -> bool:
         """Cancel a task that has not started; it never runs and its price comes back."""
-        return self._finish(task_id, TaskStatus.CANCELED, from_=(QUEUED,), refund=True, values={})
+        return self._finish(task_id, TaskStatus.CANCELED, from_=(QUEUED,), refund=_ALL, values={})
 
     def requeue(self, task_id: str) -> None:
         """The process is stopping under a running task: put it back so the next start runs it."""
@@ -214,12 +247,15 @@ class TaskLifecycle:
             return list(session.scalars(select(Task.id).where(Task.status == QUEUED, Task.created_at < cutoff)
                                         .order_by(Task.created_at)))
 
-    def _finish(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: bool,
-                values: dict, retry: bool = False) -> bool:
-        """One conditional UPDATE with the money and the webhook. ``retry``: a worker recording how its task
-        ended keeps trying (a locked store, a full disk) for terminal_retry_s, so a task is never left
-        running for want of one write; a caller's request (cancel) gets its 503 at once instead."""
-        write = partial(self._finish_once, task_id, status, from_=from_, refund=refund, values=values)
+    def _finish(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: str,
+                values: dict, retry: bool = False, made_s: float | None = None) -> bool:
+        """One conditional UPDATE with the money and the webhook. ``refund``: _NONE, _ALL, or _UNMADE (the price
+        of the video not made: ``made_s`` seconds of it were, or as the task's finished chunks say). ``retry``:
+        a worker recording how its task ended keeps trying (a locked store, a full disk) for terminal_retry_s,
+        so a task is never left running for want of one write; a caller's request (cancel) gets its 503 at
+        once instead."""
+        write = partial(self._finish_once, task_id, status, from_=from_, refund=refund, values=values,
+                        made_s=made_s)
         if not retry:
             return write()
         deadline, delay = time.monotonic() + self.settings.terminal_retry_s, 0.25
@@ -236,8 +272,8 @@ class TaskLifecycle:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _finish_once(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: bool,
-                     values: dict) -> bool:
+    def _finish_once(self, task_id: str, status: TaskStatus, *, from_: tuple[str, ...], refund: str,
+                     values: dict, made_s: float | None) -> bool:
         with self.sessions.begin() as session:
             changed = session.execute(
                 update(Task).where(Task.id == task_id, Task.status.in_(from_))
@@ -247,9 +283,10 @@ class TaskLifecycle:
                 return False
             task = session.get(Task, task_id)
             session.refresh(task)
-            if refund and task.charged and task.api_key_id and not task.refunded:
-                billing.refund(session, key_id=task.api_key_id, amount_micros=task.price_micros, task_id=task_id)
-                task.refunded = True
+            amount = self._refund_amount(task, refund, made_s) if task.charged and task.api_key_id else 0
+            if amount and not task.refunded:
+                billing.refund(session, key_id=task.api_key_id, amount_micros=amount, task_id=task_id)
+                task.refunded, task.refund_micros = True, amount
             if task.callback_url:
                 view = task_public(task, storage=self.storage, settings=self.settings)
                 outbox.enqueue(session, task=task, event_type=f"task.{status.value}", data=view.model_dump(mode="json"),
@@ -260,7 +297,25 @@ class TaskLifecycle:
         self.storage.delete_inputs(task_id)
         self.metrics.finished(status.value, code, elapsed)
         log.info("task %s %s%s%s", task_id, status.value, f" ({code}: {values.get('error_message')})" if code else "",
-                 " refunded" if refund else "")
+                 f" refunded ${amount / MICROS:.4f}" if amount else "")
         self._wake_sender()
         self._on_change(task_id)
         return True
+
+    def _refund_amount(self, task: Task, refund: str, made_s: float | None) -> int:
+        if refund == _NONE:
+            return 0
+        if refund == _ALL:
+            return task.price_micros
+        made = made_s if made_s is not None else video_seconds_done(task)
+        return billing.refund_due(price_micros=task.price_micros, billed_seconds=task.billed_seconds,
+                                  video_seconds=made, min_billed_seconds=self.settings.min_billed_seconds,
+                                  our_fault=False)
+
+
+def video_seconds_done(task: Task) -> float:
+    """Seconds of video in the task's finished chunks, as its last recorded chunk says (0 before the first)."""
+    chunks = task.chunks or {}
+    if not chunks.get("fps"):
+        return 0.0
+    return chunks.get("frames_done", 0) / chunks["fps"]

@@ -83,6 +83,9 @@ class Task(Base):
     price_micros: Mapped[int] = mapped_column(BigInteger)
     charged: Mapped[bool] = mapped_column(Boolean, default=False)
     refunded: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: What came back to the key when the task ended: the whole price (a failure of ours, or before its first
+    #: chunk) or the part of it the video not made was to cost (canceled part-way). 0 otherwise.
+    refund_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(40), nullable=True)

@@ -75,11 +75,15 @@ class TaskProgress(BaseModel):
 
 class TaskCost(BaseModel):
     audio_seconds: float
-    billed_seconds: int
-    price: float
+    billed_seconds: int = Field(description="ceil(audio_seconds), at least the minimum: what the price is for.")
+    price: float = Field(description="USD reserved at submit: billed_seconds x the resolution's rate.")
     currency: Literal["USD"] = "USD"
     charged: bool = Field(description="Reserved from the key's balance at submit.")
-    refunded: bool
+    refunded: bool = Field(description="Some or all of the price came back: see refund.")
+    refund: float = Field(0.0, description="USD given back when the task ended: the whole price when it failed "
+                          "through no fault of the caller or before any video was made, the price of the video not "
+                          "made when it was canceled while running.")
+    total: float = Field(0.0, description="What the task costs the key: price - refund (0 when not charged).")
 
 
 class TaskTimings(BaseModel):
@@ -101,6 +105,8 @@ class TaskOutput(BaseModel):
     width: int | None = None
     height: int | None = None
     fps: int | None = None
+    partial: bool = Field(False, description="The video stops where the task was canceled: the chunks finished "
+                          "by then, which is what the task was charged for.")
 
 
 class TaskError(BaseModel):

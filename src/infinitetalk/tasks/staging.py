@@ -19,6 +19,7 @@ from infinitetalk.media.fetch import fetch_to_file
 from infinitetalk.media.image import check_image
 from infinitetalk.media.video import check_video
 from infinitetalk.schema import GenerationRequest
+from infinitetalk.tasks import faces
 from infinitetalk.tasks.uploads import Uploads
 
 #: An upload by its id alone, as ``upload://<id>``, or as the URL POST /v1/uploads answered (any host: behind
@@ -57,7 +58,8 @@ def stage(request: GenerationRequest, dest_dir: Path, *, key_id: str | None, upl
     and audio lengths.
 
     Every input is checked the way the audio always was: a file the render could not read is refused
-    here, as a 400 naming its field, before the task exists or anything is charged.
+    here, as a 400 naming its field, before the task exists or anything is charged; so is a picture without
+    a face for each speaker (``settings.face_check``).
     """
     audio, durations = stage_audio(request.audio, dest_dir, key_id=key_id, uploads=uploads, settings=settings)
     update: dict = {"audio": audio}
@@ -76,7 +78,10 @@ def stage(request: GenerationRequest, dest_dir: Path, *, key_id: str | None, upl
         update["video"] = str(path)
     if request.mask:
         update["mask"] = [image(ref, f"mask.{i}", "L") for i, ref in enumerate(request.mask)]
-    return request.model_copy(update=update), durations
+    staged = request.model_copy(update=update)
+    if settings.face_check:  # a face for each speaker, as the render will look for them (tasks.faces)
+        faces.check_speaker_faces(staged)
+    return staged, durations
 
 
 def _with_paths(request: GenerationRequest, change: Callable[[str], str]) -> GenerationRequest:

@@ -62,6 +62,18 @@ def task_failure(task: Task) -> Failure | None:
     return Failure(code=task.error_code, message=message, caller_fault=task.error_detail == CALLER_FAULT)
 
 
+def charged_micros(task: Task) -> int:
+    """What the task costs its key: the price reserved, less what came back (a finished task's final bill)."""
+    return task.price_micros - (task.refund_micros or 0) if task.charged else 0
+
+
+def charged_seconds(task: Task) -> int:
+    """The billed seconds the key paid for in the end (the video made, for a task canceled part-way)."""
+    if not task.price_micros or not task.billed_seconds:
+        return 0
+    return charged_micros(task) // (task.price_micros // task.billed_seconds)
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None else None
 
@@ -104,6 +116,13 @@ def _preview(task: Task, base: str, storage: Storage, expires_at: datetime) -> T
                       duration_s=round(sum(seconds for _, seconds in segments), 3))
 
 
+def preview_ended(task: Task, settings: Settings) -> bool:
+    """Whether a finished task's live preview is gone: its segments are deleted ``preview_grace_s`` after the
+    video (which holds the same frames) was stored."""
+    return task.state is TaskStatus.SUCCEEDED and task.finished_at is not None and \
+        utcnow() >= task.finished_at + timedelta(seconds=settings.preview_grace_s)
+
+
 def base_url(task: Task, settings: Settings) -> str:
     return (settings.public_url or task.base_url).rstrip("/")
 
@@ -114,7 +133,8 @@ def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPubl
     # a running task's preview link lasts as long as a finished video's (rounded: the same URL for a while)
     expires_at = task.finished_at or utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     expires_at += timedelta(seconds=settings.output_ttl_s)
-    if task.state is TaskStatus.SUCCEEDED and task.finished_at and task.outputs:
+    # a canceled task's output is the video made before the cancel (``partial``), when any was
+    if task.state in (TaskStatus.SUCCEEDED, TaskStatus.CANCELED) and task.finished_at and task.outputs:
         expired = expires_at <= utcnow()
         expires = int(_aware(expires_at).timestamp())
         if not expired:
@@ -123,7 +143,7 @@ def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPubl
                            expires_at=_aware(expires_at), **meta)
                 for name, meta in task.outputs.items()
             ]
-    preview = None if expired else _preview(task, base, storage, expires_at)
+    preview = None if expired or preview_ended(task, settings) else _preview(task, base, storage, expires_at)
     if preview is not None:
         outputs.append(preview)
     failure = task_failure(task)
@@ -137,6 +157,7 @@ def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPubl
         cost=TaskCost(
             audio_seconds=round(task.audio_seconds, 3), billed_seconds=task.billed_seconds,
             price=task.price_micros / MICROS, charged=task.charged, refunded=task.refunded,
+            refund=(task.refund_micros or 0) / MICROS, total=charged_micros(task) / MICROS,
         ),
         timings=TaskTimings(
             created_at=_aware(task.created_at), started_at=_aware(task.started_at),

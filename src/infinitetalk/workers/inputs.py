@@ -8,7 +8,7 @@ padded to the video's length. Masks and boxes are given in the source's pixels.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -59,6 +59,46 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
     speech = [_fit(resample_poly(t, 160, 441).astype(np.float32), engine_samples) for t in tracks]
 
     # 2. Picture: decode, pick the bucket, cover-crop; masks and boxes follow the crop.
+    picture = prepare_picture(request, fetch)
+    width, height = picture.width, picture.height
+    video_frames = None
+    if picture.video_path is not None:
+        # a partial of a module function, not a closure: a job shared by the ranks of a --gpus run is pickled
+        video_frames = partial(_source_frames, picture.video_path, fps=request.fps, num_frames=num_frames,
+                               width=width, height=height)
+
+    job = EngineJob(
+        mode=request.mode,
+        speakers=[Speaker(audio=a, mask=m, bbox=b) for a, m, b in zip(speech, picture.masks, picture.boxes,
+                                                                         strict=True)],
+        width=width,
+        height=height,
+        fps=request.fps,
+        num_frames=num_frames,
+        seed=request.resolved_seed(),
+        image=picture.image,
+        video_frames=video_frames,
+        prompt=request.prompt,
+    )
+    return PreparedJob(job=job, soundtrack=soundtrack)
+
+
+@dataclass
+class Picture:
+    """The first picture at the output size, with each speaker's mask and box moved onto it."""
+
+    image: np.ndarray
+    width: int
+    height: int
+    masks: list[np.ndarray | None]
+    boxes: list[BBox | None]
+    #: the source video (video-to-video), whose first frame ``image`` is
+    video_path: Path | None
+
+
+def prepare_picture(request: GenerationRequest, fetch: Callable[..., Path]) -> Picture:
+    """Decode the portrait (or the video's first frame), pick the bucket, cover-crop; masks and boxes follow
+    the crop. What the engine sees, and what the submit's face check looks at."""
     video_path: Path | None = None
     if request.mode is Mode.VIDEO_TO_VIDEO:
         assert request.video is not None
@@ -69,13 +109,6 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
         source = decode_image(fetch(request.image, kind="image", field="image"), field="image")
     src_h, src_w = source.shape[:2]
     width, height = output_size(src_w, src_h, request.resolution)
-    image = cover_crop(source, width, height)
-    video_frames = None
-    if video_path is not None:
-        # a partial of a module function, not a closure: a job shared by the ranks of a --gpus run is pickled
-        video_frames = partial(_source_frames, video_path, fps=request.fps, num_frames=num_frames, width=width,
-                               height=height)
-
     masks: list[np.ndarray | None] = [None] * request.speakers
     if request.mask:
         masks = [
@@ -85,20 +118,8 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
     boxes: list[BBox | None] = [None] * request.speakers
     if request.bbox:
         boxes = [_move_box(b, (src_w, src_h), (width, height), f"bbox[{i}]") for i, b in enumerate(request.bbox)]
-
-    job = EngineJob(
-        mode=request.mode,
-        speakers=[Speaker(audio=a, mask=m, bbox=b) for a, m, b in zip(speech, masks, boxes, strict=True)],
-        width=width,
-        height=height,
-        fps=request.fps,
-        num_frames=num_frames,
-        seed=request.resolved_seed(),
-        image=image,
-        video_frames=video_frames,
-        prompt=request.prompt,
-    )
-    return PreparedJob(job=job, soundtrack=soundtrack)
+    return Picture(image=cover_crop(source, width, height), width=width, height=height, masks=masks, boxes=boxes,
+                   video_path=video_path)
 
 
 def _source_frames(path: Path, **timeline: int) -> Iterator[np.ndarray]:

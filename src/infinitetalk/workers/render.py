@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import av
 import numpy as np
 
 from infinitetalk.config import Settings, get_settings
@@ -35,6 +36,7 @@ from infinitetalk.engines.base import (
 from infinitetalk.errors import EngineError, InfiniteTalkError, InvalidRequest
 from infinitetalk.media.segments import AacTrack, join_segments, write_segment
 from infinitetalk.schema import GenerationRequest
+from infinitetalk.storage.retention import render_scratch_prefix
 from infinitetalk.workers.checkpoint import Checkpoint, Segment, WorkFolder, fingerprint, segment_name
 from infinitetalk.workers.inputs import SOUNDTRACK_RATE, PreparedJob, prepare
 
@@ -57,8 +59,10 @@ class RenderResult:
     fps: int
     engine: str
     elapsed_s: float
-    #: chunks the run started after (0: from the beginning)
+    #: chunks the run started after (0: from the beginning); for a partial video, the chunks it holds
     resumed_chunks: int = 0
+    #: the video stops where the render was stopped (``join_finished``), before the end of the speech
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ def render(
     started = time.perf_counter()
     output_path = Path(output_path)
     progress = _Monotonic(progress)
-    with tempfile.TemporaryDirectory(prefix="infinitetalk-render-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=render_scratch_prefix()) as scratch:  # pid in it: see retention
         work = work or WorkFolder(Path(scratch) / "work")
 
         # 1. Inputs, with the seed of the run this one resumes
@@ -176,6 +180,26 @@ def render(
         path=output_path, seed=job.seed, duration_s=prepared.duration_s, num_frames=job.num_frames,
         width=job.width, height=job.height, fps=job.fps, engine=engine.name,
         elapsed_s=time.perf_counter() - started, resumed_chunks=resumed,
+    )
+
+
+def join_finished(work: WorkFolder, output_path: str | Path, *, engine: str) -> RenderResult | None:
+    """The chunks a stopped render finished, joined into one MP4 at ``output_path`` (H.264 + AAC, no re-encoding;
+    each segment carries the sound of its own frames, so the sound ends with the picture): what a caller who
+    canceled a running task keeps. None when no chunk was finished (or its checkpoint cannot be read)."""
+    saved = work.load()
+    if saved is None or not saved[0].segments:
+        return None
+    checkpoint = saved[0]
+    started = time.perf_counter()
+    output_path = Path(output_path)
+    join_segments([work.local(s.name) for s in checkpoint.segments], output_path)
+    with av.open(str(output_path)) as joined:
+        width, height = joined.streams.video[0].width, joined.streams.video[0].height
+    return RenderResult(
+        path=output_path, seed=checkpoint.seed, duration_s=checkpoint.frames_done / checkpoint.fps,
+        num_frames=checkpoint.frames_done, width=width, height=height, fps=checkpoint.fps, engine=engine,
+        elapsed_s=time.perf_counter() - started, resumed_chunks=len(checkpoint.segments), partial=True,
     )
 
 

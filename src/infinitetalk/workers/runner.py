@@ -21,7 +21,7 @@ from infinitetalk.errors import Canceled, EngineError, InfiniteTalkError, Storag
 from infinitetalk.media.disk import is_disk_full
 from infinitetalk.schema import GenerationRequest
 from infinitetalk.workers.checkpoint import WorkFolder
-from infinitetalk.workers.render import ChunkProgress, RenderResult, render
+from infinitetalk.workers.render import ChunkProgress, RenderResult, join_finished, render
 from infinitetalk.workers.tokens import DeadlineToken, TaskTimeout
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ class JobEvents(Protocol):
 
     def failed(self, task_id: str, error: InfiniteTalkError) -> None: ...
 
-    def canceled(self, task_id: str) -> None: ...
+    def canceled(self, task_id: str, partial: RenderResult | None = None) -> None:
+        """The caller stopped the task while it ran; ``partial``: the video of the chunks it finished."""
+        ...
 
     def requeue(self, task_id: str) -> None:
         """Put a running task back in the queue (this process is stopping)."""
@@ -129,13 +131,25 @@ class TaskRunner:
                     f"the task ran longer than this server's {self.settings.task_timeout_s:g} s limit; you are not "
                     "charged for it. Send shorter speech or ask for a lower resolution"))
             else:
-                self.events.canceled(task_id)
+                self.events.canceled(task_id, self._finished_part(task_id, job))
         except InfiniteTalkError as exc:
             self.events.failed(task_id, exc if exc.caller_fault else _ours(task_id, exc))
         except Exception as exc:  # anything else is our bug: fail the task (refunded), keep the worker
             self.events.failed(task_id, _ours(task_id, exc))
         else:
             self.events.succeeded(task_id, result)
+
+    def _finished_part(self, task_id: str, job: Job) -> RenderResult | None:
+        """The chunks done before a cancel, as one MP4 the caller keeps (and pays for); None when there are
+        none, or they cannot be joined (then the task is billed as if none were made: nothing to hand over)."""
+        if job.work is None:
+            return None
+        try:
+            return join_finished(job.work, job.output_path, engine=self.engine.name)
+        except Exception as exc:  # the cancel itself must still be recorded
+            log.error("task %s: the finished chunks could not be joined (%s)", task_id, exc.__class__.__name__,
+                      exc_info=exc)
+            return None
 
 
 def _ours(task_id: str, exc: Exception) -> InfiniteTalkError:

@@ -29,8 +29,8 @@ from infinitetalk.engines.base import (
 )
 from infinitetalk.engines.preview.animator import FaceAnimator, FacePose
 from infinitetalk.engines.preview.audio_features import speech_features
-from infinitetalk.engines.preview.faces import assign_faces
-from infinitetalk.engines.preview.landmarks import Face, detect_faces
+from infinitetalk.engines.preview.faces import speaker_faces
+from infinitetalk.engines.preview.landmarks import Face
 from infinitetalk.engines.preview.neutral import NeutralMouth
 from infinitetalk.engines.preview.tracking import FaceTracker
 from infinitetalk.engines.preview.tracks import HeadTrack, blink_track, head_track
@@ -116,7 +116,7 @@ class PreviewEngine:
         progress(start / job.num_frames, "finding faces")
         assert job.image is not None
         first = np.ascontiguousarray(job.image)
-        faces = assign_faces(detect_faces(first), job.speakers, (job.width, job.height))
+        faces = speaker_faces(first, job.speakers)
         cancel.raise_if_canceled()
 
         # 2. Motion per speaker, all from one seeded generator

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from infinitetalk.engines.base import Speaker
-from infinitetalk.engines.preview.landmarks import Face
+from infinitetalk.engines.preview.landmarks import Face, detect_faces
 from infinitetalk.errors import NoFaceDetected
 from infinitetalk.schema import BBox
 
@@ -17,6 +17,13 @@ NO_FACE_HINT = (
     "use a photo where one face is clearly visible, facing the camera, at least ~64 px wide "
     "(a head-and-shoulders portrait works best)"
 )
+
+
+def speaker_faces(picture: np.ndarray, speakers: list[Speaker]) -> list[Face]:
+    """The face of each speaker in ``picture`` (RGB at the output size), or NoFaceDetected. The one rule the
+    submit's check (``tasks.faces``) and the preview engine's render both apply, so they never disagree."""
+    height, width = picture.shape[:2]
+    return assign_faces(detect_faces(np.ascontiguousarray(picture)), speakers, (width, height))
 
 
 def assign_faces(faces: list[Face], speakers: list[Speaker], size: tuple[int, int]) -> list[Face]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from infinitetalk.api.compat import common
 from infinitetalk.tasks.models import MICROS, Task, TaskStatus
 from infinitetalk.tasks.schemas import TaskPublic
+from infinitetalk.tasks.views import charged_micros
 
 #: Endpoint ids -> the mode they run.
 ENDPOINTS = {"infinitetalk": "image-to-video"}
@@ -58,8 +59,9 @@ def job(task: Task, public: TaskPublic) -> dict:
                   "executionTime": common.ms_between(task.started_at, task.finished_at) or 0}
     if task.started_at:
         body["workerId"] = WORKER_ID
-    if task.state is TaskStatus.SUCCEEDED:
-        body["output"] = {"video_url": common.video_url(public), "cost": task.price_micros / MICROS}
+    video = common.video_url(public)  # a canceled job's: the part made before the cancel, which it paid for
+    if task.state is TaskStatus.SUCCEEDED or (task.state is TaskStatus.CANCELED and video):
+        body["output"] = {"video_url": video, "cost": charged_micros(task) / MICROS}
     if task.state is TaskStatus.FAILED:
         body["error"] = common.failure_text(task)
     return body
@@ -92,14 +94,15 @@ class JobStatus(BaseModel):
 
 class JobOutput(BaseModel):
     video_url: str | None = Field(description="URL of the generated video.")
-    cost: float = Field(description="Cost of the generation in USD.")
+    cost: float = Field(description="Cost of the generation in USD (what the key was charged).")
 
 
 class Job(JobStatus):
     delayTime: int = Field(description="Milliseconds the request spent in the queue before processing began.")
     executionTime: int = Field(description="Milliseconds the model took to generate the video.")
     workerId: str | None = Field(None, description="The worker that processed the request, once one has.")
-    output: JobOutput | None = Field(None, description="Present when COMPLETED.")
+    output: JobOutput | None = Field(None, description="Present when COMPLETED, and when CANCELLED after part of "
+                                     "the video was made (that part, and what it cost).")
     error: str | None = Field(None, description="Present when FAILED.")
 
 

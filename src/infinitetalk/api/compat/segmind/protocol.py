@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from infinitetalk.api.compat import common
 from infinitetalk.tasks.models import Task, TaskStatus
 from infinitetalk.tasks.schemas import TaskPublic
+from infinitetalk.tasks.views import charged_seconds
 
 DEFAULT_PROMPT = "A professional woman speaks confidently, gesturing naturally while addressing the camera."
 #: Slugs Segmind serves InfiniteTalk under. Its ``image`` may be "the source image or video": the mode
@@ -60,7 +61,7 @@ def result_body(task: Task, public: TaskPublic) -> dict:
     body["output"] = common.video_url(public)
     body["metrics"] = {"queue_time_ms": common.ms_between(task.created_at, task.started_at),
                        "inference_time_ms": common.ms_between(task.started_at, task.finished_at),
-                       "audio_seconds": round(task.audio_seconds, 3), "billed_seconds": task.billed_seconds}
+                       "audio_seconds": round(task.audio_seconds, 3), "billed_seconds": charged_seconds(task)}
     return body
 
 
@@ -105,7 +106,8 @@ class Metrics(BaseModel):
     queue_time_ms: int | None = None
     inference_time_ms: int | None = None
     audio_seconds: float
-    billed_seconds: int
+    billed_seconds: int = Field(description="Seconds the key paid for: the whole speech when COMPLETED, the video "
+                                "made when canceled part-way, 0 when refunded.")
 
 
 class ResultAnswer(StatusAnswer):
