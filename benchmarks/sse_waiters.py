@@ -93,7 +93,9 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sse-waiters-"))
-    server, base, key = start_server(work, {"INFINITETALK_INSTANT_FRAME_DELAY_S": str(FRAME_DELAY_S)})
+    # one key opens every stream: its cap on open streams (8 by default) is lifted to the count measured
+    server, base, key = start_server(work, {"INFINITETALK_INSTANT_FRAME_DELAY_S": str(FRAME_DELAY_S),
+                                            "INFINITETALK_MAX_STREAMS_PER_KEY": str(args.waiters)})
     try:
         task_id = submit_long_task(base, key, work, 3 * args.seconds + 60)
         before, started = cpu_seconds(server.pid), time.monotonic()

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     fetch_connect_timeout_s: float = 10.0
     fetch_read_timeout_s: float = 60.0
+    #: One input URL's whole download (connecting, redirects, every byte) ends after this long: a server that
+    #: trickles a byte now and then never trips the read timeout, and would hold a submit thread for ever.
+    #: 120 s moves 512 MB (the largest video) at 4.3 MB/s; slower sources should be sent as uploads.
+    fetch_total_timeout_s: float = Field(default=120.0, gt=0)
     #: "preview" (CPU, no weights), "neural" (needs weights_dir) or "auto" (neural when weights are set).
     engine: str = "auto"
     weights_dir: Path | None = None
@@ -109,7 +113,8 @@ class Settings(BaseSettings):
     #: Connections the kernel queues before the server accepts them.
     backlog: int = 2048
     #: A key that authenticated is trusted this long without another database read (so a revoked key
-    #: works for at most this long); 0: read the store on every request.
+    #: works for at most this long: its open event streams and waits are checked again this often, at least
+    #: every 0.25 s); 0: read the store on every request.
     key_cache_s: float = 1.0
     #: Serve callers that send no API key (loopback callers only). Only ever what the operator asked for
     #: (`serve --open`); an empty key table never opens the server.
@@ -118,11 +123,27 @@ class Settings(BaseSettings):
     workers: int = 1
     #: Base URL clients reach the server at (for output and webhook URLs); empty: the request's own.
     public_url: str | None = None
+    #: Open mode: names (as in the Host header, no port) that key-less callers may send requests to, besides
+    #: localhost, 127.0.0.1, [::1], the bind host (unless 0.0.0.0 or ::) and public_url's host. Any other Host is
+    #: refused (421) without a key, since a page on a name that resolves to this machine (DNS rebinding) must
+    #: not read its tasks. Comma-separated (`gpu-box.lan,10.0.0.5`) or a JSON array.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: USD per billed second, per resolution.
     rates: dict[str, float] = Field(default_factory=lambda: {"480p": 0.03, "576p": 0.045, "720p": 0.06})
+    #: Fewest seconds a task is billed for: a short clip costs a render's set-up all the same. Also the least a
+    #: canceled task pays once it has made some video.
     min_billed_seconds: int = 5
+    #: Look for the speakers' faces at submit (mediapipe, some tens of ms a request) and refuse a picture
+    #: with too few (400 no_face_detected, nothing charged), so a render that cannot work is never billed.
+    #: Off only for pictures the detector cannot read (drawn faces) on an engine that may still animate
+    #: them; the preview engine then fails such a task when it runs, refunded.
+    face_check: bool = True
     #: Outputs (and their signed URLs) expire this long after a task ends.
     output_ttl_s: float = 7 * 24 * 3600
+    #: A finished task's live-preview segments (and its playlist) go this long after its video is stored, so
+    #: the video is not kept twice until output_ttl_s; 5 minutes lets a player that is still on the playlist
+    #: finish it (the segments are deleted by the next retention sweep after that, every sweep_interval_s).
+    preview_grace_s: float = Field(default=300.0, ge=0)
     #: Uploaded inputs not used by a task are deleted after this long.
     upload_ttl_s: float = 24 * 3600
     #: Per key (and for open mode's key-less callers together): unexpired uploads held at once, and their bytes.
@@ -130,6 +151,19 @@ class Settings(BaseSettings):
     max_upload_bytes_per_key: int = 2 * 1024**3
     #: Per key: tasks waiting in the queue at once (running ones are max_concurrent's business).
     max_queued_per_key: int = 100
+    #: Per key (open mode's key-less callers together), held at once: event streams, `Prefer: wait` answers
+    #: (native and provider routes) and input URL downloads (submits and estimates). Past them a 429 with
+    #: Retry-After. Connections and threads are shared by every caller; these keep one key's share of them
+    #: small (8 streams watch 8 tasks; a client waiting on more should poll or use a callback_url).
+    max_streams_per_key: int = Field(default=8, ge=1)
+    max_waits_per_key: int = Field(default=16, ge=1)
+    max_fetches_per_key: int = Field(default=8, ge=1)
+    #: Per key, estimates that download input URLs in any 60 s: an estimate stores and charges nothing, so
+    #: without this nothing limits how often a key makes us fetch and decode someone's URL.
+    estimates_per_minute: int = Field(default=60, ge=1)
+    #: Threads that run submits and estimates (input downloads, decoding, the store): their own pool, so slow
+    #: input URLs never take the threads that key checks, polls and every other route run on.
+    submit_threads: int = Field(default=32, ge=1)
     #: Largest JSON body; bigger inputs go as uploads or URLs, since a parsed JSON body costs several times
     #: its size in memory.
     max_json_body_bytes: int = 48 * 1024**2
@@ -168,7 +202,7 @@ class Settings(BaseSettings):
     #: Content-safety checker of outputs, 'module:factory' (infinitetalk.tasks.safety); empty: none (not checked).
     safety_checker: str | None = None
 
-    @field_validator("fetch_allow_hosts", mode="before")
+    @field_validator("fetch_allow_hosts", "allowed_hosts", mode="before")
     @classmethod
     def _host_list(cls, value: object) -> object:
         """`a,b` or `["a", "b"]` from the environment; a list from code stays as it is."""

@@ -48,7 +48,9 @@ def file_server(tmp_path_factory: pytest.TempPathFactory, speech_wav: Path, shor
 @pytest.fixture(scope="session")
 def preview_server(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> Iterator[Server]:
     """The default engine (preview on a machine with no weights), open mode (--open: no keys on loopback)."""
-    with Server(tmp_path_factory.mktemp("preview-data"), env={"INFINITETALK_ENGINE": "auto"}, open_mode=True) as server:
+    # tests race many submits with URL inputs at once; the per-key download cap is test_api_fairness's business
+    env = {"INFINITETALK_ENGINE": "auto", "INFINITETALK_MAX_FETCHES_PER_KEY": "64"}
+    with Server(tmp_path_factory.mktemp("preview-data"), env=env, open_mode=True) as server:
         yield server
 
 
@@ -64,6 +66,7 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory, api_store: str) -> It
         "INFINITETALK_WEBHOOK_RETRY_DELAYS_S": "[0.3, 0.6, 1.0]",
         "INFINITETALK_OUTPUT_TTL_S": "4",
         "INFINITETALK_SWEEP_INTERVAL_S": "0.5",
+        "INFINITETALK_MAX_FETCHES_PER_KEY": "64",  # racing URL submits of one key (see preview_server)
     }
     with Server(data_dir, env=env) as server:
         yield server

@@ -25,7 +25,8 @@ def _body(file_server: FileServer) -> dict:
 def test_store_held_by_another_process(tmp_path: Path, file_server: FileServer) -> None:
     key = make_key(tmp_path, "busy", balance=100.0)
     headers = {"X-API-Key": key["key"]}
-    env = {"INFINITETALK_ENGINE": "instant", "INFINITETALK_INSTANT_FRAME_DELAY_S": "0.05"}
+    env = {"INFINITETALK_ENGINE": "instant", "INFINITETALK_INSTANT_FRAME_DELAY_S": "0.05",
+           "INFINITETALK_MAX_FETCHES_PER_KEY": "64"}  # sixty URL submits of one key at once
     with Server(tmp_path, env=env) as server:
         client = server.client(key["key"])
         task = client.submit(_body(file_server))

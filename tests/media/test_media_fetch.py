@@ -175,3 +175,110 @@ def test_a_full_disk_is_storage_full_and_leaves_nothing(file_server, tmp_path: P
     assert (ended["code"], ended["field"], ended["retry_after"]) == ("storage_full", "audio.1", 60), ended
     assert str(tmp_path) not in ended["message"]
     assert [path for path in dest.rglob("*") if path.is_file()] == []
+
+
+# --- the whole download's deadline, and the guard the API puts around each download -----------------------
+
+class _Trickle:
+    """A loopback server that sends its headers at once, then the body one byte every ``every`` seconds
+    (``head=False``: it accepts the connection and sends nothing). It gives up after ``lasts`` seconds, so a
+    fetch with no overall deadline would end in a finished (or broken) download instead of hanging the test."""
+
+    def __init__(self, *, every: float = 0.2, lasts: float = 8.0, head: bool = True) -> None:
+        import http.server
+        import threading
+        import time
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                end = time.monotonic() + lasts
+                if head:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                while time.monotonic() < end:
+                    try:
+                        if head:
+                            self.wfile.write(b"\0")
+                            self.wfile.flush()
+                    except OSError:  # the fetcher hung up
+                        return
+                    time.sleep(every)
+                self.close_connection = True  # the body ends short: the fetch breaks off (no deadline needed)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda request, client_address: None
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/speech.wav"
+
+    def __enter__(self) -> _Trickle:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("head", [True, False], ids=["trickled-body", "silent-server"])
+def test_a_download_ends_at_its_overall_deadline(tmp_path: Path, head: bool) -> None:
+    # every read makes progress well within the read timeout, so only an overall deadline can end it
+    import time
+
+    settings = Settings(fetch_allow_hosts=["127.0.0.1"], fetch_read_timeout_s=30, fetch_total_timeout_s=1.0)
+    with _Trickle(head=head) as server:
+        started = time.monotonic()
+        with pytest.raises(FetchFailed) as info:
+            fetch_to_file(server.url(), tmp_path / "in", kind="audio", field="audio.0", settings=settings)
+        took = time.monotonic() - started
+    assert info.value.field == "audio.0"
+    assert info.value.message.startswith("audio.0: ") and "1 s" in info.value.message, info.value.message
+    assert took < 5, f"the deadline was 1 s, the fetch took {took:.1f} s"
+    assert [path for path in (tmp_path / "in").rglob("*") if path.is_file()] == []
+
+
+def test_the_guard_is_entered_around_each_url_download_only(file_server, speech_wav: Path, tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    (file_server.root / "speech.wav").write_bytes(speech_wav.read_bytes())
+    entered: list[str] = []
+
+    @contextmanager
+    def guard():  # noqa: ANN202
+        entered.append("in")
+        yield
+        entered.append("out")
+
+    token = fetch.FETCH_GUARD.set(guard)
+    try:
+        fetch_to_file(file_server.url("speech.wav"), tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+        fetch_to_file("data:audio/wav;base64,UklGRg==", tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+    finally:
+        fetch.FETCH_GUARD.reset(token)
+    assert entered == ["in", "out"]  # the URL's download, not the data: URI
+
+
+def test_a_refusing_guard_stops_the_download_before_it_connects(file_server, tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    class Refused(Exception):
+        pass
+
+    @contextmanager
+    def guard():  # noqa: ANN202
+        raise Refused
+        yield
+
+    token = fetch.FETCH_GUARD.set(guard)
+    try:
+        with pytest.raises(Refused):
+            fetch_to_file(file_server.url("slow?s=30"), tmp_path, kind="audio", settings=LOOPBACK_ALLOWED)
+    finally:
+        fetch.FETCH_GUARD.reset(token)

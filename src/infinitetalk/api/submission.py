@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from infinitetalk.errors import InputTooLarge, InvalidRequest
+from infinitetalk.errors import InputTooLarge, InvalidRequest, UnsupportedMediaType
 from infinitetalk.schema import limits
 from infinitetalk.tasks.models import ApiKey
 from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.service import request_hash
 
+#: The file fields of a submit, each with its own cap, held while the field streams in (``read_form``).
 FILE_FIELDS = {"image": limits.MAX_IMAGE_BYTES, "video": limits.MAX_VIDEO_BYTES, "audio": limits.MAX_AUDIO_BYTES,
                "mask": limits.MAX_IMAGE_BYTES}
 LIST_FIELDS = ("audio", "mask")
@@ -35,6 +36,7 @@ def file_chunks(upload: UploadFile, digest: hashlib._Hash | None = None) -> Iter
 
 
 async def read_json(request: Request) -> tuple[dict, str]:
+    _need_json_type(request.headers.get("content-type", ""))
     cap = request.app.state.runtime.settings.max_json_body_bytes
     too_large = InputTooLarge(f"the JSON body is over {cap // 2**20} MiB; send large files as uploads or URLs")
     declared = request.headers.get("content-length", "")
@@ -52,6 +54,16 @@ async def read_json(request: Request) -> tuple[dict, str]:
     if not isinstance(payload, dict):
         raise InvalidRequest("the body must be a JSON object")
     return payload, request_hash(payload)
+
+
+def _need_json_type(content_type: str) -> None:
+    """A JSON body must say so. The types a web page may send to another site without asking it first
+    (text/plain, forms, none at all) are refused, so a JSON body is never a cross-site "simple" request."""
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        sent = f"'{media_type}'" if media_type else "none"
+        raise UnsupportedMediaType(f"send the JSON body with 'Content-Type: application/json' (this request had "
+                                   f"{sent}); files go as multipart/form-data")
 
 
 async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None,
@@ -96,15 +108,42 @@ async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None,
     return payload, hashlib.sha256(json.dumps(sorted(hashed)).encode()).hexdigest()
 
 
-async def read_form(request: Request) -> FormData:
-    """The multipart form (files spooled to disk by Starlette), its body capped by the BodyLimit middleware."""
+async def read_form(request: Request, caps: Mapping[str, int] = FILE_FIELDS) -> FormData:
+    """The multipart form (files spooled to disk by Starlette), its body capped by the BodyLimit middleware and
+    each file field named in ``caps`` by its own cap as it streams."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("send the file as multipart/form-data")
+    parser = _FieldCappedParser(request.headers, request.stream(), max_files=8, max_fields=32, caps=caps)
     try:
-        return await request.form(max_files=8, max_fields=32)
-    except HTTPException as exc:  # Starlette's own words for a malformed form
-        raise InvalidRequest(f"the multipart body could not be read ({exc.detail})") from None
+        return await parser.parse()
+    except MultiPartException as exc:  # Starlette's own words for a malformed form
+        raise InvalidRequest(f"the multipart body could not be read ({exc.message})") from None
+
+
+class _FieldCappedParser(MultiPartParser):
+    """Starlette's multipart parser (1.x), with each file field held to its cap while its bytes arrive.
+    Starlette caps only the text parts (``max_part_size``); a file part was counted only once the whole form,
+    up to the request's cap (~830 MB), had been read and spooled. The parse stops at the byte that passes the
+    cap, and Starlette closes what it had spooled."""
+
+    def __init__(self, *args: object, caps: Mapping[str, int], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._caps, self._part_bytes = caps, 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._part_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._current_part
+        cap = self._caps.get(part.field_name) if part.file is not None else None
+        if cap is not None:
+            self._part_bytes += end - start
+            if self._part_bytes > cap:
+                raise InputTooLarge(f"{part.field_name}: files up to {cap // 2**20} MiB are accepted",
+                                    field=part.field_name)
+        super().on_part_data(data, start, end)
 
 
 async def form_file(request: Request, name: str) -> UploadFile:
@@ -117,8 +156,21 @@ async def form_file(request: Request, name: str) -> UploadFile:
     return file
 
 
-async def read_submission(request: Request, runtime: Runtime, key: ApiKey | None) -> tuple[dict, str]:
+async def read_submission(request: Request, runtime: Runtime, key: ApiKey | None,
+                          made: list[str] | None = None) -> tuple[dict, str]:
+    """A submit's body; a multipart form's files become uploads, their ids into ``made`` (see drop_uploads)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        return await read_multipart(request, runtime, key)
+        return await read_multipart(request, runtime, key, made)
     return await read_json(request)
+
+
+async def drop_uploads(runtime: Runtime, made: list[str]) -> None:
+    """Delete the uploads a form's files became, once the submit is done with them, whatever its outcome: the
+    task has its own copies of its inputs, so they never count against the key's upload quota afterwards."""
+    def drop() -> None:
+        for upload_id in made:
+            runtime.uploads.discard(upload_id)
+
+    if made:
+        await run_in_threadpool(drop)  # one thread for them all: it finishes even if the request is cancelled

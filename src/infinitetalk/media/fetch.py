@@ -8,10 +8,12 @@ A URL from a caller must not become a way into our own network (SSRF). So:
 - we connect to the address we checked (no second lookup an attacker could rebind),
   sending the original Host header and TLS server name;
 - redirects are followed by hand, at most 3, each target checked again;
-- connect/read timeouts, and a byte cap enforced while streaming;
+- connect/read timeouts, one deadline for the whole download (``fetch_total_timeout_s``: a server that
+  trickles a byte at a time never trips a read timeout), and a byte cap enforced while streaming;
 - a full disk is ``storage_full`` and leaves no partial file.
 ``Settings.fetch_allow_hosts`` names hosts or networks that may be reached anyway (tests,
-trusted internal file servers).
+trusted internal file servers). ``FETCH_GUARD`` lets the caller of a download (the API: one key's share of
+downloads) run code around each one without this module knowing about keys.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ import ipaddress
 import os
 import socket
 import tempfile
+import threading
+import time
 import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 
 import httpx
@@ -38,6 +45,12 @@ _CHUNK = 1 << 16
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+#: Entered around each URL download (not data: URIs or local files), in the thread that downloads. The API
+#: sets it for the request it serves (a context variable travels with the request into its thread), so that
+#: a key's downloads count against its share and one past the share is refused before connecting. The CLI
+#: and the workers set none.
+FETCH_GUARD: ContextVar[Callable[[], AbstractContextManager[None]] | None] = ContextVar("fetch_guard", default=None)
 
 
 def fetch_to_file(
@@ -129,11 +142,74 @@ def _allow_listed(host: str, addresses: list[IPAddress], allowed: list[str]) -> 
     return False
 
 
+class _Deadline:
+    """The whole download's time limit: each hop's connect and read timeouts are cut to what is left of it, and
+    a body still arriving at the deadline has its socket shut (a blocked read cannot be interrupted otherwise)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.total_s, self._settings = settings.fetch_total_timeout_s, settings
+        self._end = time.monotonic() + self.total_s
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    @property
+    def passed(self) -> bool:
+        return self.left <= 0
+
+    def timeouts(self) -> dict[str, float]:
+        left = max(self.left, 0.001)
+        return httpx.Timeout(min(self._settings.fetch_read_timeout_s, left), pool=left,
+                             connect=min(self._settings.fetch_connect_timeout_s, left)).as_dict()
+
+    @contextmanager
+    def cutting(self, response: httpx.Response) -> Iterator[None]:
+        """Shut ``response``'s socket at the deadline, if its body is still being read then."""
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            yield
+            return
+        timer = threading.Timer(self.left, _shut, (sock,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def error(self, field: str, url: str) -> FetchFailed:
+        return FetchFailed(f"{field}: {url} did not finish downloading within {self.total_s:g} s; serve it faster, "
+                           "or send the file as an upload (POST /v1/uploads)", field=field)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read, which then fails
+    except OSError:  # already closed: the download ended first
+        pass
+
+
 def _download(url: str, dest_dir: Path, *, kind: str, cap: int, field: str, settings: Settings) -> Path:
-    timeout = httpx.Timeout(settings.fetch_read_timeout_s, connect=settings.fetch_connect_timeout_s)
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    guard = FETCH_GUARD.get()
+    with guard() if guard is not None else nullcontext():
+        deadline = _Deadline(settings)
+        try:
+            return _download_within(url, dest_dir, kind=kind, cap=cap, field=field, settings=settings,
+                                    deadline=deadline)
+        except FetchFailed:
+            if deadline.passed:  # a timeout or a broken read because the deadline cut it: say which limit
+                raise deadline.error(field, url) from None
+            raise
+
+
+def _download_within(url: str, dest_dir: Path, *, kind: str, cap: int, field: str, settings: Settings,
+                     deadline: _Deadline) -> Path:
+    with httpx.Client(follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             request = pinned_request(client, "GET", url, settings, field=field)
+            request.extensions["timeout"] = deadline.timeouts()
             try:
                 response = client.send(request, stream=True)
             except httpx.TimeoutException:
@@ -149,7 +225,8 @@ def _download(url: str, dest_dir: Path, *, kind: str, cap: int, field: str, sett
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > cap:
                     raise _too_large(field, kind, cap)
-                return _stream_to_file(response, dest_dir, kind, cap, field, url)
+                with deadline.cutting(response):
+                    return _stream_to_file(response, dest_dir, kind, cap, field, url)
             finally:
                 response.close()
     raise FetchFailed(f"{field}: more than {MAX_REDIRECTS} redirects from {url}", field=field)

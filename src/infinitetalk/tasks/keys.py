@@ -106,6 +106,8 @@ class KeyCache:
     def __init__(self, sessions: SessionFactory, *, ttl_s: float) -> None:
         self._sessions, self._ttl_s = sessions, ttl_s
         self._known: dict[str, tuple[ApiKey, float]] = {}
+        #: key id -> until when it is known to be usable (for ``still_valid``)
+        self._valid: dict[str, float] = {}
 
     def authenticate(self, key: str) -> ApiKey:
         digest = hash_key(key)
@@ -117,5 +119,26 @@ class KeyCache:
         if self._ttl_s > 0:
             if len(self._known) >= self.MAX_ENTRIES:  # many keys, or someone cycling them: start over
                 self._known.clear()
+                self._valid.clear()
             self._known[digest] = (record, time.monotonic() + self._ttl_s)
+            self._valid[record.id] = time.monotonic() + self._ttl_s
         return record
+
+    def known_valid(self, key_id: str) -> bool:
+        """Whether ``key_id`` was found usable less than ``ttl_s`` ago (no store read: cheap on the event loop)."""
+        return self._valid.get(key_id, 0.0) > time.monotonic()
+
+    def still_valid(self, key_id: str) -> bool:
+        """Whether a key that authenticated earlier may still be used (not revoked, not deleted since): what
+        the event streams and waits it holds open ask every ``ttl_s``. One store read per key per ``ttl_s``,
+        however many of them it holds."""
+        if self.known_valid(key_id):
+            return True
+        with self._sessions() as session:
+            row = session.execute(select(ApiKey.revoked_at).where(ApiKey.id == key_id)).first()
+        valid = row is not None and row.revoked_at is None
+        if valid and self._ttl_s > 0:
+            if len(self._valid) >= self.MAX_ENTRIES:
+                self._valid.clear()
+            self._valid[key_id] = time.monotonic() + self._ttl_s
+        return valid

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
@@ -19,9 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.errors import store_error
+from infinitetalk.api.fairness import fairness_of, key_id_of, run_submit
 from infinitetalk.api.submission import read_json
-from infinitetalk.api.waiting import wait_for_end
+from infinitetalk.api.waiting import wait_while_connected
 from infinitetalk.errors import InfiniteTalkError, InvalidRequest
+from infinitetalk.tasks.errors import TooManyRequests
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
 from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.schemas import VIDEO_MP4, TaskPublic
@@ -116,11 +119,11 @@ async def submit(runtime: Runtime, key: ApiKey | None, payload: dict, base_url: 
                  callback_format: str | None = None, min_billed_seconds: int | None = None) -> Task:
     """Submit a canonical payload (GenerationRequest fields + callback_url) to the task service."""
     try:
-        task, _ = await run_in_threadpool(
+        task, _ = await run_submit(runtime, key, partial(
             runtime.service.submit, key=key, payload=payload, base_url=base_url,
             callback_format=callback_format if payload.get("callback_url") else None,
             min_billed_seconds=min_billed_seconds,
-        )
+        ))
     except InfiniteTalkError as exc:  # a bad value, or an input URL that could not be fetched
         rename_fields(exc, names or {}, messages)
         raise
@@ -131,9 +134,19 @@ async def get(runtime: Runtime, key: ApiKey | None, task_id: str) -> Task:
     return await run_in_threadpool(runtime.service.get, key=key, task_id=task_id)
 
 
-async def wait(runtime: Runtime, key: ApiKey | None, task_id: str, seconds: float) -> Task:
-    """The task once it has ended, or as it is after ``seconds``."""
-    return await wait_for_end(runtime, key, task_id, seconds)
+async def wait(request: Request, runtime: Runtime, key: ApiKey | None, task_id: str, seconds: float) -> Task:
+    """The task once it has ended, or as it is after ``seconds``; ClientDisconnect as soon as the client hangs
+    up. A key that already holds its most waits gets the task as it is now: the task exists by then, and each
+    provider's answer for a task still running tells its client to poll."""
+    waits, key_id = fairness_of(runtime).waits, key_id_of(key)
+    try:
+        waits.take(key_id)
+    except TooManyRequests:
+        return await get(runtime, key, task_id)
+    try:
+        return await wait_while_connected(request, runtime, key, task_id, seconds)
+    finally:
+        waits.give_back(key_id)
 
 
 def view(runtime: Runtime, task: Task) -> TaskPublic:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -10,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep, get_key, run_read, runtime_of
 from infinitetalk.api.errors import ERROR_RESPONSES
-from infinitetalk.api.submission import read_json, read_multipart, read_submission
-from infinitetalk.api.waiting import prefer_wait, task_events, wait_for_end
+from infinitetalk.api.fairness import fairness_of, key_id_of, run_submit
+from infinitetalk.api.submission import drop_uploads, read_json, read_multipart, read_submission
+from infinitetalk.api.waiting import event_stream, prefer_wait, wait_while_connected
 from infinitetalk.tasks.models import TaskStatus
 from infinitetalk.tasks.schemas import Estimate, TaskList, TaskPublic
 from infinitetalk.tasks.views import task_public
@@ -50,15 +53,21 @@ _CREATE_BODY = {
 async def create_task(request: Request, response: Response, runtime: RuntimeDep, key: KeyDep,
                       base_url: BaseUrlDep) -> TaskPublic:
     """Submit a portrait (or video) and speech; JSON with URLs / data URIs, or multipart with files."""
-    payload, body_hash = await read_submission(request, runtime, key)
-    task, _ = await run_in_threadpool(
-        runtime.service.submit, key=key, payload=payload, base_url=base_url,
-        idempotency_key=request.headers.get("idempotency-key"), body_hash=body_hash,
-    )
     wait = prefer_wait(request.headers.get("prefer"), runtime.settings.max_wait_s)
-    if wait:
-        task = await wait_for_end(runtime, key, task.id, wait)
-        response.headers["Preference-Applied"] = f"wait={wait}"
+    # a wait's slot first: past the key's cap nothing is read, stored or charged
+    with fairness_of(runtime).waits.held(key_id_of(key)) if wait else nullcontext():
+        made: list[str] = []  # a multipart form's files: uploads only until the task has its own copies
+        try:
+            payload, body_hash = await read_submission(request, runtime, key, made)
+            task, _ = await run_submit(runtime, key, partial(
+                runtime.service.submit, key=key, payload=payload, base_url=base_url,
+                idempotency_key=request.headers.get("idempotency-key"), body_hash=body_hash,
+            ))
+        finally:
+            await drop_uploads(runtime, made)
+        if wait:
+            task = await wait_while_connected(request, runtime, key, task.id, wait)
+            response.headers["Preference-Applied"] = f"wait={wait}"
     response.status_code = 200 if task.state.terminal else 202
     response.headers["Location"] = f"{base_url}/v1/tasks/{task.id}"
     return task_public(task, storage=runtime.storage, settings=runtime.settings)
@@ -89,7 +98,8 @@ async def get_task(task_id: str, request: Request, prefer: Annotated[str | None,
     wait = prefer_wait(prefer, runtime.settings.max_wait_s)
     if wait:
         key = await run_in_threadpool(get_key, request, runtime)
-        task = await wait_for_end(runtime, key, task_id, wait)
+        with fairness_of(runtime).waits.held(key_id_of(key)):
+            task = await wait_while_connected(request, runtime, key, task_id, wait)
         body = task_public(task, storage=runtime.storage, settings=runtime.settings).model_dump_json()
         return Response(body, media_type="application/json", headers={"Preference-Applied": f"wait={wait}"})
 
@@ -108,8 +118,7 @@ async def get_task(task_id: str, request: Request, prefer: Annotated[str | None,
 async def task_event_stream(task_id: str, runtime: RuntimeDep, key: KeyDep) -> StreamingResponse:
     """Server-sent events: `progress` while the task changes, then `done`."""
     await run_in_threadpool(runtime.service.get, key=key, task_id=task_id)  # 404 before the stream starts
-    return StreamingResponse(task_events(runtime, key, task_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(runtime, key, task_id)  # 429 past the key's open streams
 
 
 @router.post("/tasks/{task_id}/cancel", status_code=202, response_model=TaskPublic)
@@ -127,11 +136,12 @@ async def estimate(request: Request, runtime: RuntimeDep, key: KeyDep) -> Estima
     (JSON, or multipart with files; fields other than audio, audio_layout and resolution are ignored)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         payload, _ = await read_json(request)
-        return await run_in_threadpool(runtime.service.estimate, key=key, payload=payload)
+        return await run_submit(runtime, key, partial(runtime.service.estimate, key=key, payload=payload),
+                                estimate=True)
     made: list[str] = []  # the form's files, kept only while they are priced
     try:
         payload, _ = await read_multipart(request, runtime, key, made)
-        return await run_in_threadpool(runtime.service.estimate, key=key, payload=payload)
+        return await run_submit(runtime, key, partial(runtime.service.estimate, key=key, payload=payload),
+                                estimate=True)
     finally:
-        for upload_id in made:
-            await run_in_threadpool(runtime.uploads.discard, upload_id)
+        await drop_uploads(runtime, made)

@@ -70,7 +70,7 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep, key: 
     mode = _endpoint(endpoint_id)
     body = await common.read_body(request, RunRequest)
     task = await common.submit(runtime, key, body.to_payload(mode), base_url, names=NAMES, callback_format="runpod")
-    task = await common.wait(runtime, key, task.id, (wait / 1000) if wait else RUNSYNC_WAIT_S)
+    task = await common.wait(request, runtime, key, task.id, (wait / 1000) if wait else RUNSYNC_WAIT_S)
     return job(task, common.view(runtime, task))
 
 

@@ -117,7 +117,7 @@ async def request_result(request_id: str, runtime: RuntimeDep, key: KeyDep) -> J
 async def run_sync(slug: str, request: Request, runtime: RuntimeDep, key: KeyDep, base_url: BaseUrlDep) -> Response:
     """Run and answer with the video itself (or ``{"video": <base64>}`` when ``base64`` is true)."""
     task, body = await _submit(slug, request, runtime, key, base_url)
-    task = await common.wait(runtime, key, task.id, runtime.settings.max_wait_s)
+    task = await common.wait(request, runtime, key, task.id, runtime.settings.max_wait_s)
     if not task.state.terminal:
         return JSONResponse({"error": f"Timeout: still running after {runtime.settings.max_wait_s} s; poll "
                                       f"{base_url}/v2/requests/{task.id}/status"}, status_code=504)
