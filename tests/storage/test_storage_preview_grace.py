@@ -4,31 +4,15 @@ segment's URL then answers 410 with what to fetch instead."""
 
 from __future__ import annotations
 
-import secrets
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
-from services import S3Server
 
-from infinitetalk.config import Settings
-from infinitetalk.storage import OutputMirror, Storage, open_storage
+from infinitetalk.storage import OutputMirror, Storage
 from infinitetalk.tasks.errors import Gone
 
 DAY = 24 * 3600
-
-
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Storage:
-    if request.param == "local":
-        return open_storage(Settings(data_dir=tmp_path))
-    s3: S3Server = request.getfixturevalue("s3_endpoint")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", s3.region)
-    return open_storage(Settings(data_dir=tmp_path, storage_url=f"s3://{s3.bucket}/grace/{secrets.token_hex(6)}",
-                                 s3_endpoint_url=s3.endpoint_url))
 
 
 def _render(storage: Storage, task_id: str, *, video: bool) -> None:
