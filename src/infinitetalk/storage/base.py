@@ -22,7 +22,9 @@ import hmac
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -32,8 +34,18 @@ from infinitetalk.tasks.errors import Gone, NotFound
 #: A name we made: letters, digits, '_', '-' and inner dots; never '.', '..' or a hidden file.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
-#: What a valid signed output URL leads to: a local file to send, or a URL to redirect the caller to.
-Download = Path | str
+
+@dataclass(frozen=True)
+class Streamed:
+    """An output the API sends itself from a store clients cannot reach (S3 with INFINITETALK_S3_LINKS=proxy):
+    ``open(range_header)`` asks the store for it, or for the byte range a player asked for, and gives the HTTP
+    status (200 or 206), the headers and the body's chunks."""
+
+    open: Callable[[str | None], tuple[int, dict[str, str], Iterator[bytes]]]
+
+
+#: What a valid signed output URL leads to: a local file to send, a URL to redirect the caller to, or a stream.
+Download = Path | str | Streamed
 
 
 class StorageUnavailable(InfiniteTalkError):
@@ -159,6 +171,16 @@ class OutputMirror:
 
 #: What an output's bytes are, by its name's extension (mimetypes thinks .ts is a Qt translation file).
 _CONTENT_TYPES = {".mp4": "video/mp4", ".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}
+
+
+def check_reachable(storage: Storage) -> None:
+    """Raise when ``storage`` cannot be used now (for /readyz): a bucket must answer a HEAD request, the
+    cheapest call that proves the endpoint, the credentials and the bucket; a local folder must exist."""
+    client = getattr(storage, "client", None)  # S3Storage's boto3 client; local storage has none
+    if client is not None:
+        client.head_bucket(Bucket=storage.bucket)  # type: ignore[attr-defined] - S3Storage's
+    elif not storage.root.is_dir():
+        raise FileNotFoundError("the data folder is gone")
 
 
 def content_type(name: str) -> str:

@@ -10,13 +10,19 @@ of its bytes arrived (one PUT, or a multipart upload that completes), so nothing
 
 boto3 does the talking (credentials, region, SigV4, presigning, multipart transfers and retries): the usual AWS
 variables or profile, and INFINITETALK_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) for MinIO, SeaweedFS or R2.
+
+Output links reach clients, which may not reach the bucket where the processes do (``http://minio:9000`` in
+compose): INFINITETALK_S3_PUBLIC_ENDPOINT_URL presigns them for the address clients use, and
+INFINITETALK_S3_LINKS=proxy streams them through the API instead of redirecting.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -29,6 +35,7 @@ from typing import BinaryIO
 import boto3
 import boto3.exceptions
 import botocore.exceptions
+import botocore.response
 from botocore.config import Config
 
 from infinitetalk.config import Settings
@@ -37,6 +44,7 @@ from infinitetalk.storage.base import (
     VIDEO_SUFFIX,
     Download,
     StorageUnavailable,
+    Streamed,
     check_signed,
     content_type,
     missing_output,
@@ -57,6 +65,12 @@ MAX_PRESIGN_S = 7 * 24 * 3600
 SWEEP_GRACE_S = 5
 
 _SCRATCH = ("inputs", "outputs", "uploads", "tmp")
+
+#: The one byte range S3 serves (it ignores several): ``bytes=first-[last]`` or ``bytes=-suffix``.
+_ONE_RANGE = re.compile(r"^bytes=(\d+-\d*|-\d+)$")
+
+#: Proxied outputs go to the client in pieces this big.
+_STREAM_CHUNK = 1024**2
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -87,17 +101,20 @@ class S3Storage:
         for name in _SCRATCH:
             (self.root / name).mkdir(parents=True, exist_ok=True)
         endpoint = settings.s3_endpoint_url or None
+        public = settings.s3_public_endpoint_url or None
         # S3-compatible servers at an address of their own (MinIO, SeaweedFS) have no per-bucket host names, and
         # some refuse the CRC checksums boto3 >= 1.36 adds to every request unless asked: send them when required
         compatible = {"s3": {"addressing_style": "path"}, "request_checksum_calculation": "when_required",
-                      "response_checksum_validation": "when_required"} if endpoint else {}
-        self.client = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint,
-            config=Config(
-                signature_version="s3v4", **compatible,
-                # a storage blip is retried with backoff; a bucket that stays down is a 503 within seconds
-                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=60,
-            ))
+                      "response_checksum_validation": "when_required"} if endpoint or public else {}
+        config = Config(
+            signature_version="s3v4", **compatible,
+            # a storage blip is retried with backoff; a bucket that stays down is a 503 within seconds
+            retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=60)
+        session = boto3.session.Session()
+        self.client = session.client("s3", endpoint_url=endpoint, config=config)
+        # SigV4 signs the host, so a link for the clients' address must be presigned for that address; presigning
+        # makes no request, so this client never talks to the public endpoint itself
+        self._links = session.client("s3", endpoint_url=public, config=config) if public else self.client
         self._key = self._signing_key()
 
     def __repr__(self) -> str:
@@ -256,11 +273,40 @@ class S3Storage:
                 if _missing(exc):
                     raise gone from None
                 raise
-            return self.client.generate_presigned_url("get_object", ExpiresIn=max(1, min(int(left), MAX_PRESIGN_S)),
+            if self.settings.s3_links == "proxy":
+                return Streamed(functools.partial(self._stream, key, name))
+            return self._links.generate_presigned_url("get_object", ExpiresIn=max(1, min(int(left), MAX_PRESIGN_S)),
                                                       Params={"Bucket": self.bucket, "Key": key,
                                                               "ResponseContentType": content_type(name),
                                                               "ResponseContentDisposition":
                                                                   f'attachment; filename="{name}"'})
+
+    def _stream(self, key: str, name: str, byte_range: str | None) -> tuple[int, dict[str, str], Iterator[bytes]]:
+        """GET the object (or the one range a player asked for; any other Range header is ignored, as HTTP
+        allows) for the API to send on."""
+        ranged = {"Range": byte_range} if byte_range and _ONE_RANGE.match(byte_range) else {}
+        with self._calling(f"reading output {name}"):
+            try:
+                answer = self.client.get_object(Bucket=self.bucket, Key=key, **ranged)
+            except botocore.exceptions.ClientError as exc:
+                if _missing(exc):
+                    raise missing_output(name) from None
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 416 or not ranged:
+                    raise
+                answer = self.client.get_object(Bucket=self.bucket, Key=key)  # a range past the end: all of it
+        headers = {"Content-Type": content_type(name), "Content-Length": str(answer["ContentLength"]),
+                   "Content-Disposition": f'attachment; filename="{name}"', "Accept-Ranges": "bytes",
+                   "Cache-Control": "no-store"}
+        if answer.get("ContentRange"):
+            headers["Content-Range"] = answer["ContentRange"]
+        return (206 if "Content-Range" in headers else 200), headers, self._chunks(answer["Body"])
+
+    @staticmethod
+    def _chunks(body: botocore.response.StreamingBody) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(_STREAM_CHUNK)
+        finally:
+            body.close()  # a client that hung up frees the bucket's connection too
 
     # --- uploads ---
     def new_upload(self, upload_id: str) -> _PendingUpload:

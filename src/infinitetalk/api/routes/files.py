@@ -7,14 +7,14 @@ from typing import Annotated
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.errors import ERROR_RESPONSES
 from infinitetalk.api.submission import file_chunks, form_file
 from infinitetalk.schema import limits
-from infinitetalk.storage.base import content_type
+from infinitetalk.storage.base import Streamed, content_type
 from infinitetalk.tasks.models import Upload
 from infinitetalk.tasks.preview import preview_playlist
 from infinitetalk.tasks.schemas import HLS_PLAYLIST, UploadPublic
@@ -59,10 +59,12 @@ def _public(upload: Upload, base_url: str) -> UploadPublic:
 
 @router.get("/files/{task_id}/{name}", response_class=FileResponse,
             responses={200: {"content": {"video/mp4": {}, "video/mp2t": {}, HLS_PLAYLIST: {}}},
+                       206: {"description": "The byte range asked for (Range), when the server streams outputs "
+                                            "of its S3 storage itself (INFINITETALK_S3_LINKS=proxy)."},
                        307: {"description": "The file, at a presigned URL of the server's S3 storage that expires "
                                             "with this one."},
                        410: {"description": "The output has expired."}})
-def download(task_id: str, name: str, runtime: RuntimeDep, expires: Annotated[int, Query()],
+def download(request: Request, task_id: str, name: str, runtime: RuntimeDep, expires: Annotated[int, Query()],
              sig: Annotated[str, Query()]) -> Response:
     """An output file, by its signed URL (no key needed; the signature is the permission).
 
@@ -75,5 +77,8 @@ def download(task_id: str, name: str, runtime: RuntimeDep, expires: Annotated[in
     target = runtime.storage.open_signed(task_id, name, expires=expires, sig=sig)
     if isinstance(target, Path):
         return FileResponse(target, media_type=content_type(name), filename=name)
+    if isinstance(target, Streamed):  # a bucket clients cannot reach: its bytes pass through us
+        status, headers, body = target.open(request.headers.get("range"))
+        return StreamingResponse(body, status_code=status, headers=headers)
     # S3 storage: the bytes come from the bucket; our URL stays the one that answers 410 once it expires
     return RedirectResponse(target, status_code=307, headers={"Cache-Control": "no-store"})
