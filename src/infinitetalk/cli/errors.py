@@ -11,10 +11,13 @@ from infinitetalk.errors import InfiniteTalkError
 
 #: Exit code for bad input or a refused operation (1 stays free for crashes).
 EXIT_ERROR = 2
+#: Exit code for a start that could not happen here and now (a part that never answered, a taken port, missing
+#: weights or GPUs): a supervisor (compose, systemd) can tell it from bad input.
+EXIT_CANNOT_START = 3
 
 
-def fail(exc: InfiniteTalkError) -> NoReturn:
+def fail(exc: InfiniteTalkError, *, exit_code: int = EXIT_ERROR) -> NoReturn:
     Console(stderr=True).print(
         f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False, soft_wrap=True
     )
-    raise typer.Exit(EXIT_ERROR) from None
+    raise typer.Exit(exit_code) from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 
 from infinitetalk.config import Settings
@@ -66,6 +67,34 @@ def check_gpus(ids: list[str]) -> None:
     missing = [i for i in ids if int(i) >= count]
     if missing:
         raise InvalidRequest(f"--gpus: no GPU {', '.join(missing)} here (GPUs 0-{count - 1} are)", field="gpus")
+
+
+def cuda_device_count() -> int:
+    """The CUDA GPUs this machine shows (``CUDA_VISIBLE_DEVICES`` applied; none without torch), counted in a
+    child interpreter: a count taken in a worker that renders later would fix its view of CUDA before it sets
+    ``CUDA_VISIBLE_DEVICES`` to its own GPU."""
+    try:
+        counted = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
+                                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    answer = counted.stdout.strip().splitlines()[-1:] if counted.returncode == 0 else []
+    return int(answer[0]) if answer and answer[0].isdigit() else 0
+
+
+def check_gpu_ids(ids: list[str]) -> None:
+    """A worker's ``--gpus`` ids: refuse those this machine does not have, naming those it has."""
+    if os.environ.get(CPU_ENV) == "1":
+        return
+    count = cuda_device_count()
+    if not count:
+        raise InvalidRequest(f"--gpus {','.join(ids)}: this machine has no CUDA GPU; leave --gpus out to run one "
+                             "worker on the CPU (slow for the neural engine), or use the preview engine",
+                             field="gpus")
+    missing = [i for i in ids if int(i) >= count]
+    if missing:
+        have = "GPU 0" if count == 1 else f"GPUs 0-{count - 1}"
+        raise InvalidRequest(f"--gpus: no GPU {', '.join(missing)} here (this machine has {have})", field="gpus")
 
 
 def torchrun_args(ids: list[str], argv: list[str], seed: int | None = None) -> list[str]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 from pathlib import Path
 
 import typer
 
+from infinitetalk.cli.errors import EXIT_CANNOT_START, fail
 from infinitetalk.cli.settings import default_of, load_settings, shown_default, where
 from infinitetalk.config import Settings
+from infinitetalk.errors import InfiniteTalkError
 
 log = logging.getLogger("infinitetalk.serve")
 
@@ -50,18 +54,25 @@ def serve(
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Start the HTTP API with its task store, workers and output storage."""
+    flags = {"host": host, "port": port, "database_url": database, "data_dir": data_dir, "workers": workers,
+             "engine": engine, "public_url": public_url, "open": open_mode or None}
+    settings = load_settings(**flags)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    taken = port_unavailable(settings.host, settings.port)  # before anything is migrated, loaded or said
+    if taken:
+        fail(InfiniteTalkError(taken, code="port_unavailable"), exit_code=EXIT_CANNOT_START)
+
     import uvicorn
 
     from infinitetalk.api import create_app
     from infinitetalk.api.connections import guarded_protocol
     from infinitetalk.tasks import keys
-    from infinitetalk.tasks.db import open_database
+    from infinitetalk.tasks.startup import Unreachable, wait_for_parts
 
-    flags = {"host": host, "port": port, "database_url": database, "data_dir": data_dir, "workers": workers,
-             "engine": engine, "public_url": public_url, "open": open_mode or None}
-    settings = load_settings(**flags)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    db, sessions = open_database(settings)
+    try:
+        db, sessions = wait_for_parts(settings)
+    except Unreachable as exc:
+        fail(exc, exit_code=EXIT_CANNOT_START)
     with sessions() as session:
         has_keys = keys.any_active(session)
     db.dispose()
@@ -81,6 +92,25 @@ def serve(
         limit_concurrency=max_connections + 1, backlog=backlog,
         timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type] - a float works
     )
+
+
+def port_unavailable(host: str, port: int) -> str | None:
+    """Why this server cannot listen on ``host:port`` (taken, or not an address of this machine), or None.
+    A trial bind with the options uvicorn binds with, so a taken port is found before the start does anything."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        return f"--host {host}: not an address of this machine ({exc.strerror}); give an IP address, e.g. 0.0.0.0"
+    with socket.socket(family, kind, proto) as trial:
+        trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closed socket's TIME_WAIT is fine
+        try:
+            trial.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is taken by another program: stop it, or give --port " \
+                       "(INFINITETALK_PORT) another number"
+            return f"cannot listen on {host}:{port} ({exc.strerror}); give another --host or --port"
+    return None
 
 
 #: Descriptors kept for everything but client connections: the database, inputs, outputs, the encoder.

@@ -15,20 +15,33 @@ from pathlib import Path
 import typer
 
 from infinitetalk.cli import launch
-from infinitetalk.cli.errors import fail
+from infinitetalk.cli.errors import EXIT_CANNOT_START, fail
 from infinitetalk.cli.settings import load_settings, shown_default, where
 from infinitetalk.errors import InvalidRequest
 
 log = logging.getLogger("infinitetalk.worker")
 
 
-def _gpu_list(gpus: str) -> list[str | None]:
-    """'all' -> every CUDA device (none: one CPU worker); '0-3' or '0,1,2' -> those ids."""
+def _gpu_list(gpus: str, settings) -> list[str | None]:  # noqa: ANN001 - Settings
+    """'all' -> every CUDA device (none: one CPU worker); '0-3' or '0,1,2' -> those ids. The neural engine's
+    ids must be GPUs this machine has (told GPU 1 on a machine without one, a worker would quietly share GPU 0,
+    or render on the CPU); the preview and instant engines render on the CPU, where the ids only name (and
+    count) the worker processes."""
     if gpus.strip().lower() != "all":
         try:
-            return list(launch.parse_gpu_ids(gpus))
+            ids = launch.parse_gpu_ids(gpus)
         except InvalidRequest as exc:
             raise typer.BadParameter(f"{exc.message}, or all", param_hint="--gpus") from None
+        if os.environ.get(_GPUS_CHECKED) != "1":  # else the supervisor checked them for its children
+            if _neural(settings):
+                try:
+                    launch.check_gpu_ids(ids)
+                except InvalidRequest as exc:
+                    fail(exc, exit_code=EXIT_CANNOT_START)
+            else:
+                log.info("the %s engine renders on the CPU: --gpus %s starts %d worker process(es), each named "
+                         "after its id", "preview" if settings.engine == "auto" else settings.engine, gpus, len(ids))
+        return list(ids)
     try:
         import torch
 
@@ -65,13 +78,18 @@ def worker(
     if launch.in_rank():  # one process of a group started below
         _serve_rank(settings)
         return
-    devices = _gpu_list(gpus)
+    if gpus_per_job == 1:  # (a group's shape is checked first, in _job_groups)
+        _await_weights(settings)
+    devices = _gpu_list(gpus, settings)
     if gpus_per_job > 1:
         try:
             groups = _job_groups(devices, gpus_per_job, settings)
         except InvalidRequest as exc:
             fail(exc)
+    _wait_for_parts(settings)  # the database, broker and bucket, before an engine is loaded for nothing
+    if gpus_per_job > 1:
         os.environ.update(_settings_env(settings))  # the ranks read their settings as the group's children do
+        os.environ[_GPUS_CHECKED] = "1"
         if len(groups) == 1:
             code = launch.run_ranks(groups[0], ["worker", *_group_args(groups[0], gpus_per_job, log_level)])
             raise typer.Exit(0 if code in _STOPPED else code)  # asked to stop, it stopped: that is no failure
@@ -80,7 +98,66 @@ def worker(
         _serve_one(settings, devices[0])
         return
     os.environ.update(_settings_env(settings))
+    os.environ[_GPUS_CHECKED] = "1"
     raise typer.Exit(_supervise([["--gpus", str(device), "--log-level", log_level] for device in devices]))
+
+
+#: Set for the worker processes this command starts: their GPU ids were checked here, so they do not count the
+#: GPUs again (counting them in the process that renders would fix CUDA's view before CUDA_VISIBLE_DEVICES).
+_GPUS_CHECKED = "INFINITETALK_GPUS_CHECKED"
+
+
+def _neural(settings) -> bool:  # noqa: ANN001 - Settings
+    """Whether this worker runs the neural engine (as ``engines.load_engine`` decides)."""
+    return settings.engine == "neural" or (settings.engine == "auto" and settings.weights_dir is not None)
+
+
+def missing_weights(settings) -> str | None:  # noqa: ANN001 - Settings
+    """What is wrong with the neural engine's weights folder, or None (also when another engine runs)."""
+    if not _neural(settings):
+        return None
+    fix = "download them with `infinitetalk models download`, or give --weights DIR (INFINITETALK_WEIGHTS_DIR)"
+    if settings.weights_dir is None:
+        return f"the neural engine needs its weights folder: {fix}"
+    if not Path(settings.weights_dir).is_dir():
+        return f"no weights folder at {settings.weights_dir}: {fix}"
+    if not any(Path(settings.weights_dir).iterdir()):  # e.g. the folder Docker makes for a missing mount
+        return f"the weights folder {settings.weights_dir} is empty: {fix}"
+    return None
+
+
+#: How often a worker waiting for its weights looks for them again.
+WEIGHTS_RECHECK_S = 5.0
+
+
+def _await_weights(settings) -> None:  # noqa: ANN001 - Settings
+    """Missing weights are said once, in one line, before torch is imported; then the worker waits for them
+    (a mount or a download still to come) instead of exiting, which compose and the supervisor would answer by
+    starting it again, forever, with the same pages of output. SIGTERM/SIGINT while waiting: exit 0."""
+    missing = missing_weights(settings)
+    if not missing:
+        return
+    typer.echo(f"waiting for weights: {missing} (looking again every {WEIGHTS_RECHECK_S:g} s)", err=True)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while missing_weights(settings):
+            if stop.wait(WEIGHTS_RECHECK_S):
+                raise typer.Exit(0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    logging.getLogger("infinitetalk.worker").info("weights found at %s", settings.weights_dir)
+
+
+def _wait_for_parts(settings) -> None:  # noqa: ANN001 - Settings
+    from infinitetalk.tasks.startup import Unreachable, wait_for_parts
+
+    try:
+        db, _ = wait_for_parts(settings)
+    except Unreachable as exc:
+        fail(exc, exit_code=EXIT_CANNOT_START)
+    db.dispose()
 
 
 #: A group's exit code when SIGTERM or SIGINT stopped it (torchrun reports 128 + the signal).
@@ -99,6 +176,7 @@ def _job_groups(devices: list[str | None], size: int, settings) -> list[list[str
         divisors = ", ".join(str(n) for n in range(1, len(ids) + 1) if len(ids) % n == 0)
         raise InvalidRequest(f"--gpus-per-job {size} does not divide the {len(ids)} GPUs given; use {divisors}",
                              field="gpus_per_job")
+    _await_weights(settings)
     launch.check_gpus(ids)
     return [ids[start:start + size] for start in range(0, len(ids), size)]
 
@@ -205,35 +283,3 @@ def _supervise(children_args: list[list[str]]) -> int:
     return max(child.proc.wait() for child in children)
 
 
-def workers(
-    database: str = typer.Option(None, "--database", help="SQLAlchemy URL of the shared task store."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Data folder (for the default SQLite store)."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per worker."),
-) -> None:
-    """Live worker processes: host, GPU, engine, current task, last heartbeat."""
-    import json
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from infinitetalk.tasks.db import open_database
-    from infinitetalk.tasks.fleet import live_workers
-
-    settings = load_settings(database_url=database, data_dir=data_dir)
-    typer.echo(where(settings), err=True)
-    db, sessions = open_database(settings)
-    try:
-        with sessions() as session:
-            rows = live_workers(session)
-    finally:
-        db.dispose()
-    if as_json:
-        for row in rows:
-            typer.echo(json.dumps({"id": row.id, "host": row.host, "pid": row.pid, "gpu": row.gpu, "engine": row.engine,
-                                   "task": row.task_id, "heartbeat_at": row.heartbeat_at.isoformat() + "Z"}))
-        return
-    table = Table("worker", "host", "GPU", "engine", "task", "last heartbeat (UTC)")
-    for row in rows:
-        table.add_row(row.id, row.host, row.gpu or "-", row.engine, row.task_id or "idle",
-                      row.heartbeat_at.strftime("%H:%M:%S"))
-    Console().print(table if rows else "no live workers (start one with `infinitetalk worker`)")

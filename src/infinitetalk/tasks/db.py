@@ -17,6 +17,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 SessionFactory = sessionmaker[Session]
 
+#: Seconds a PostgreSQL connect may take before it counts as failed.
+CONNECT_TIMEOUT_S = 10
+
 #: Key of the PostgreSQL advisory lock that one migration at a time holds: any fixed number, the same in every
 #: process (here the bytes of "infinite", halved to stay a positive bigint).
 MIGRATION_LOCK = int.from_bytes(b"infinite", "big") >> 1
@@ -31,7 +34,10 @@ def database_url(settings: Settings) -> str:
 
 def make_engine(url: str, *, busy_timeout_s: float = 5.0) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # a server that drops our packets (a firewall, a host that is down) fails a connect within seconds
+        # instead of the system's TCP timeout (minutes), so start-up waits and /readyz answer
+        timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=timeout)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
@@ -85,5 +91,9 @@ def at_head(engine: Engine) -> bool:
 def open_database(settings: Settings) -> tuple[Engine, SessionFactory]:
     """Engine + session factory for ``settings``, migrated to head."""
     engine = make_engine(database_url(settings), busy_timeout_s=settings.database_busy_timeout_s)
-    migrate(engine)
+    try:
+        migrate(engine)
+    except BaseException:  # a database that does not answer (yet): leave no pool behind for the next try
+        engine.dispose()
+        raise
     return engine, session_factory(engine)

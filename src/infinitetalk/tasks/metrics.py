@@ -59,8 +59,10 @@ class _QueueCollector(Collector):
     answer shows as ``infinitetalk_up{part=...} 0`` and its gauges are left out (not made up), so a scrape still
     answers, with what it could read, exactly when an operator needs it."""
 
-    def __init__(self, sessions: SessionFactory, broker_depth: Callable[[], int] | None, parts: PartWatch) -> None:
+    def __init__(self, sessions: SessionFactory, broker_depth: Callable[[], int] | None, parts: PartWatch,
+                 local_workers: int) -> None:
         self._sessions, self._broker_depth, self._parts = sessions, broker_depth, parts
+        self._local_workers = local_workers
 
     def _read_store(self) -> tuple[dict, object, list]:
         with self._sessions() as session:
@@ -87,10 +89,14 @@ class _QueueCollector(Collector):
             wait = (utcnow() - oldest).total_seconds() if oldest else 0.0
             yield GaugeMetricFamily("infinitetalk_queue_wait_seconds", "How long the oldest queued task has waited.",
                                     value=max(wait, 0.0))
-            yield GaugeMetricFamily("infinitetalk_workers_alive", "Worker processes with a fresh heartbeat (a fleet).",
-                                    value=len(workers))
-            yield GaugeMetricFamily("infinitetalk_workers_busy", "Live worker processes running a task.",
-                                    value=sum(1 for worker in workers if worker.task_id))
+            # a single server's render threads have no heartbeat rows: they live as long as this process, and
+            # every running task is one of theirs
+            local_busy = min(self._local_workers, counts.get("running", 0))
+            yield GaugeMetricFamily("infinitetalk_workers_alive", "Workers that can take a task: this server's "
+                                    "render threads, or a fleet's processes with a fresh heartbeat.",
+                                    value=len(workers) + self._local_workers)
+            yield GaugeMetricFamily("infinitetalk_workers_busy", "Live workers running a task.",
+                                    value=sum(1 for worker in workers if worker.task_id) + local_busy)
         if broker_ok:
             yield GaugeMetricFamily("infinitetalk_broker_queue_depth", "Messages waiting in the broker's queue.",
                                     value=depth)
@@ -98,9 +104,10 @@ class _QueueCollector(Collector):
 
 class Metrics:
     def __init__(self, sessions: SessionFactory, *, broker_depth: Callable[[], int] | None = None,
-                 parts: PartWatch | None = None) -> None:
+                 parts: PartWatch | None = None, local_workers: int = 0) -> None:
+        """``local_workers``: render threads in this process (a single server), counted as live workers."""
         self.registry = CollectorRegistry()
-        self.registry.register(_QueueCollector(sessions, broker_depth, parts or PartWatch()))
+        self.registry.register(_QueueCollector(sessions, broker_depth, parts or PartWatch(), local_workers))
         self.submitted = Counter("infinitetalk_tasks_submitted", "Tasks accepted.", registry=self.registry)
         self.ended = Counter("infinitetalk_tasks_finished", "Tasks that ended, by status.", ["status"],
                              registry=self.registry)

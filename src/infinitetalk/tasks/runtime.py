@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import urllib.parse
 
 import dramatiq
 from sqlalchemy import Engine, event
@@ -18,15 +17,17 @@ from sqlalchemy import Engine, event
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
 from infinitetalk.storage import open_storage
+from infinitetalk.storage.base import check_reachable
 from infinitetalk.storage.retention import Sweeper, remove_dead_render_scratch, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, make_engine, open_database, session_factory
-from infinitetalk.tasks.fleet import WorkerRegistration
+from infinitetalk.tasks.fleet import WorkerRegistration, live_workers
 from infinitetalk.tasks.keys import KeyCache
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.metrics import Metrics, PartWatch
 from infinitetalk.tasks.outbox import Outbox
 from infinitetalk.tasks.reaper import Reaper
 from infinitetalk.tasks.service import TaskService
+from infinitetalk.tasks.startup import redacted
 from infinitetalk.tasks.watch import TaskWatch
 from infinitetalk.tasks.uploads import Uploads
 from infinitetalk.workers.broker import QUEUE, DramatiqDispatcher, TaskQueue
@@ -47,10 +48,10 @@ class Runtime:
         self.fleet = bool(settings.broker_url)
         # a fleet: no engine, no weights here; worker processes elsewhere take tasks from this queue
         self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s) if self.fleet else None
-        #: what /readyz and /metrics learned of the database and the broker (logged once per change)
+        #: what /readyz and /metrics learned of the database, the broker and the bucket (logged once per change)
         self.parts = PartWatch()
         self.metrics = Metrics(self.sessions, broker_depth=self.queue.depth if self.queue else None,
-                               parts=self.parts)
+                               parts=self.parts, local_workers=0 if self.fleet else settings.workers)
         self.outbox = Outbox(self.sessions, settings)
         self.sender = WebhookSender(self.outbox, settings)
         self.watch = TaskWatch(self.sessions, settings)  # what SSE and `Prefer: wait` clients wait on
@@ -83,7 +84,7 @@ class Runtime:
         if self.fleet:
             # running tasks belong to live workers elsewhere (the reaper looks after dead ones), and queued
             # ones already have their messages in the broker
-            log.info("task service ready: tasks go to the queue at %s", _redacted(self.settings.broker_url))
+            log.info("task service ready: tasks go to the queue at %s", redacted(self.settings.broker_url))
             if not self.settings.storage_url:
                 log.warning("no INFINITETALK_STORAGE_URL: workers must share this data folder (%s), so they can only "
                             "run on this machine; set s3://bucket/prefix for workers elsewhere",
@@ -97,12 +98,25 @@ class Runtime:
                  self.engine_name, self.settings.workers, len(queued))
 
     def not_ready(self) -> str | None:
-        """The part that keeps this process from serving, in a word ("database", "broker"), or None."""
+        """The part that keeps this process from serving, in a word ("database", "broker", "bucket"), or None."""
         if not self.parts.probe("database", self._schema_current)[0]:
             return "database"
         if self.queue is not None and not self.parts.probe("broker", self.queue.depth)[0]:
             return "broker"
+        if not self.parts.probe("bucket", lambda: check_reachable(self.storage))[0]:
+            return "bucket"
         return None
+
+    def workers_alive(self) -> int | None:
+        """Workers that can take a task now: this process's render threads, or a fleet's worker processes with a
+        fresh heartbeat; None when the store does not answer."""
+        if not self.fleet:
+            return self.settings.workers
+        return self.parts.probe("database", self._count_fleet)[1]
+
+    def _count_fleet(self) -> int:
+        with session_factory(self.reads)() as session:
+            return len(live_workers(session))
 
     def _schema_current(self) -> None:
         if not at_head(self.db):
@@ -132,14 +146,6 @@ def _read_engine(db: Engine, settings: Settings) -> Engine:
 def _query_only(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API types
     # a write slipped into a read path would queue on the lock again; this way it fails at once, in tests
     dbapi_connection.execute("PRAGMA query_only=ON")
-
-
-def _redacted(url: str | None) -> str:
-    """A URL for the log, without its password."""
-    parts = urllib.parse.urlsplit(url or "")
-    if parts.password:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
-    return urllib.parse.urlunsplit(parts)
 
 
 class _Registered:
