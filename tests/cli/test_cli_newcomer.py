@@ -155,7 +155,9 @@ def test_install_script_announces_each_step_before_it_runs(tmp_path: Path) -> No
     venv = repo / ".venv" / "bin"
     venv.mkdir(parents=True)
     stubs.mkdir()
-    for stub, body in ((stubs / "python3", 'echo "RAN python3 $*" >&2'), (venv / "python", 'echo "RAN python $*" >&2'),
+    # python3 answers install.sh's version question first (issue 21: it checks 3.11+ before anything else)
+    python3 = 'case "$*" in *version_info*) echo 3.11.7;; *) echo "RAN python3 $*" >&2;; esac'
+    for stub, body in ((stubs / "python3", python3), (venv / "python", 'echo "RAN python $*" >&2'),
                        (stubs / "apt-get", 'echo "RAN apt-get $*" >&2'),
                        (venv / "infinitetalk", "echo infinitetalk 0.0.0")):
         stub.write_text(f"#!/bin/sh\n{body}\n")
@@ -164,9 +166,9 @@ def test_install_script_announces_each_step_before_it_runs(tmp_path: Path) -> No
                             env={**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("install.sh [1/6] ")
+    assert lines[0].startswith("install.sh [1/7] ")
     ran = [i for i, line in enumerate(lines) if line.startswith("RAN ")]
     assert ran and all(any(line.startswith("install.sh [") for line in lines[:i]) for i in ran)
     last_step = {lines[i]: next(line for line in reversed(lines[:i]) if line.startswith("install.sh [")) for i in ran}
     assert "torch" in last_step["RAN python -m pip install -q torch==2.13.0"]
-    assert "install.sh [6/6] " in result.stderr and "installed: infinitetalk 0.0.0" in result.stdout
+    assert "install.sh [7/7] " in result.stderr and "installed: infinitetalk 0.0.0" in result.stdout

@@ -45,11 +45,10 @@ def test_ctrl_c_then_resume(tmp_path: Path, long_job: tuple) -> None:
     kept = _chunks_kept(parts)
     assert f"interrupted after chunk {kept} of 21" in said
     assert not output.exists()
-    # the command it prints is the one that goes on
-    again = shlex.split(said.strip().splitlines()[-1])
-    assert again[0] == "infinitetalk" and again[-1] == "--resume"
-    resumed = subprocess.run([sys.executable, "-m", "infinitetalk.cli", *again[1:]], capture_output=True, text=True,
-                             timeout=600)
+    # the command it prints is the one that goes on, pasted into a shell as printed (the program as invoked)
+    pasted = said.strip().splitlines()[-1].strip()
+    assert shlex.split(pasted)[:3] == [sys.executable, "-m", "infinitetalk.cli"] and pasted.endswith(" --resume")
+    resumed = subprocess.run(["bash", "-c", pasted], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert frame_hashes(output) == reference
     assert not parts.exists()  # nothing left once the video is whole

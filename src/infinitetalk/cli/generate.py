@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import shutil
 import signal
@@ -98,6 +100,7 @@ def generate(
             if weights is None or engine == "preview":
                 raise InvalidRequest("--gpus runs the neural engine: give --weights DIR", field="gpus")
             launch.check_gpus(ids)
+            os.environ[_INVOKED_AS] = json.dumps([sys.argv, sys.orig_argv])
             raise typer.Exit(launch.run_ranks(ids, sys.argv[1:], request.resolved_seed()))
         in_rank = gpus is not None
         rank = launch.join_job() if in_rank else 0
@@ -155,10 +158,30 @@ def work_folder(output: Path) -> Path:
     return output.with_name(f"{output.name}.parts")
 
 
+#: The user's own command line, handed to the ranks of a --gpus job (torchrun starts them as another program),
+#: so rank 0's Ctrl-C hint names what the user typed.
+_INVOKED_AS = "INFINITETALK_INVOKED_AS"
+
+
+def resume_command(argv: list[str], orig_argv: list[str]) -> str:
+    """The command that goes on, as the user can paste it into the shell they ran this one from.
+
+    The program is ``argv[0]`` as typed (``.venv/bin/infinitetalk``, as the README writes it); under
+    ``python -m infinitetalk.cli`` that is the module's file, which cannot run alone, so the interpreter's own
+    words (``orig_argv``) are used up to the arguments.
+    """
+    args = argv[1:]
+    program = [argv[0]]
+    if Path(argv[0]).name == "__main__.py" and len(orig_argv) >= len(args):
+        program = orig_argv[: len(orig_argv) - len(args)]
+    return shlex.join([*program, *args, *([] if "--resume" in args else ["--resume"])])
+
+
 def _interrupted(work: WorkFolder) -> NoReturn:
     """Ctrl-C: what is kept, and the command that goes on from there."""
     saved = work.load()
-    command = shlex.join(["infinitetalk", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
+    argv, orig_argv = json.loads(os.environ.get(_INVOKED_AS, "null")) or (sys.argv, sys.orig_argv)
+    command = resume_command(argv, orig_argv)
     if saved is None:
         console.print("interrupted before the first chunk was finished; nothing to resume", highlight=False)
     else:
@@ -177,6 +200,7 @@ def _progress_bar(quiet: bool) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=quiet,
+        # a bar is for a terminal: in a log or a pipe it draws nothing and leaves a blank line behind
+        disable=quiet or not console.is_terminal,
         transient=True,  # the summary line replaces the bar; an error leaves only its own line
     )

@@ -27,7 +27,7 @@ def _session(database: str | None, data_dir: Path | None) -> Iterator[Session]:
     settings = load_settings(database_url=database, data_dir=data_dir)
     # Which store a command read or changed is never a guess (a second, empty database the server never
     # sees was the trap): said on stderr, so --json output stays parseable, and inside an error's one line.
-    place = where(settings)
+    place = where(settings, store_only=True)
     db, sessions = open_database(settings)
     try:
         with sessions.begin() as session:
@@ -98,7 +98,8 @@ def list_(as_json: bool = typer.Option(False, "--json"), database: str = _DATABA
 
 @keys_app.command("revoke")
 def revoke(key_id: str, database: str = _DATABASE, data_dir: Path = _DATA_DIR) -> None:
-    """Revoke a key: it stops working at once."""
+    """Revoke a key: running servers refuse it within INFINITETALK_KEY_CACHE_S (1 s by default), its open event
+    streams and waits included."""
     from infinitetalk.tasks.keys import revoke_key
 
     with _session(database, data_dir) as session:

@@ -62,7 +62,8 @@ from infinitetalk.cli import serve  # noqa: E402
 app.command("serve")(serve.serve)
 from infinitetalk.cli import worker  # noqa: E402
 app.command("worker")(worker.worker)
-app.command("workers")(worker.workers)
+from infinitetalk.cli import workers  # noqa: E402
+app.command("workers")(workers.workers)
 from infinitetalk.cli.keys import keys_app  # noqa: E402
 app.add_typer(keys_app, name="keys")
 # --- end of command registration ---

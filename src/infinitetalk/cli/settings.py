@@ -36,11 +36,18 @@ def shown_default(text: str) -> str:
     return rf" \[default: {text}]"
 
 
-def where(settings: Settings) -> str:
-    """The data folder and database in use (a password in the URL hidden)."""
+def where(settings: Settings, *, store_only: bool = False) -> str:
+    """The data folder and database in use (a password in the URL hidden).
+
+    ``store_only``: a command that reads only the store (keys, workers) names the data folder only where the
+    store lives in it (SQLite); beside PostgreSQL the folder is not what it used.
+    """
     from sqlalchemy.engine import make_url
 
     from infinitetalk.tasks.db import database_url
 
-    url = make_url(database_url(settings)).render_as_string(hide_password=True)
-    return f"data folder {settings.data_dir.resolve()}, database {url}"
+    url = make_url(database_url(settings))
+    shown = url.render_as_string(hide_password=True)
+    if store_only and url.get_backend_name() != "sqlite":
+        return f"database {shown}"
+    return f"data folder {settings.data_dir.resolve()}, database {shown}"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infinitetalk.eval.video import iter_frames, video_fps
+from infinitetalk.eval.video import iter_frames, require_video, video_fps
 
 MAX_LAG = 5
 _UPPER_LIP, _LOWER_LIP = 13, 14
@@ -41,9 +41,12 @@ class SyncScore:
     box_lag: int
 
     def __str__(self) -> str:
+        # lag 0 is always measured; the best lag is named only where it is another one
+        best = (f" (the best within +-{MAX_LAG} frames)" if self.best_lag == 0
+                else f", r={_r(self.r_best)} at lag {self.best_lag:+d}")
         return (
-            f"aperture r={_r(self.r_lag0)} at lag 0, r={_r(self.r_best)} at lag {self.best_lag:+d}; "
-            f"mouth-box darkness r={_r(self.r_box)} at lag {self.box_lag:+d}"
+            f"aperture r={_r(self.r_lag0)} at lag 0{best}; "
+            f"mouth-box darkness r={_r(self.r_box)} at lag {self.box_lag:+d}".replace("lag +0", "lag 0")
         )
 
     @property
@@ -112,6 +115,7 @@ def sync_score(video: str | Path, audio: str | Path | np.ndarray | None = None,
 
     ``region``: score the face inside this part of the frame only.
     """
+    require_video(video)  # before the face mesh loads, and before a picture is blamed for having no speech
     aperture, darkness = _measure(video, region)
     fps = video_fps(video)
     envelope = _detrend(audio_envelope(video if audio is None else audio, fps, len(aperture)), fps)

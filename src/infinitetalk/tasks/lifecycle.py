@@ -89,7 +89,10 @@ class TaskLifecycle:
             attempt = task.attempts
         self._on_change(task_id)
         self.metrics.started(queue_delay)
-        log.info("task %s running (attempt %d, queued %.3f s)", task_id, attempt, queue_delay)
+        if attempt == 1:
+            log.info("task %s running (attempt %d, queued %.3f s)", task_id, attempt, queue_delay)
+        else:  # the row keeps no time of the requeue: say what the number is, not a queue wait it is not
+            log.info("task %s running (attempt %d, submitted %.0f s ago)", task_id, attempt, queue_delay)
         try:
             inputs = self.storage.open_inputs(task_id)  # fetched to this machine when storage is shared (S3)
         except (StorageUnavailable, FileNotFoundError) as exc:
@@ -112,9 +115,11 @@ class TaskLifecycle:
             with self.sessions.begin() as session:
                 session.execute(
                     update(Task).where(Task.id == task_id, Task.status == RUNNING)
-                    # never backwards: a resumed run reports from where the interrupted one stopped
+                    # never backwards: a resumed run reports from where the interrupted one stopped, and says
+                    # "resuming" (not its preparation's stages) until it gets past there
                     .values(progress=case((Task.progress > float(fraction), Task.progress), else_=float(fraction)),
-                            stage=stage[:40], heartbeat_at=utcnow())
+                            stage=case((Task.progress > float(fraction), "resuming"), else_=stage[:40]),
+                            heartbeat_at=utcnow())
                 )
                 cancel = bool(session.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
         except SQLAlchemyError as exc:
@@ -199,7 +204,7 @@ class TaskLifecycle:
             session.execute(update(Task).where(Task.id == task_id, Task.status == RUNNING)
                             .values(status=QUEUED, stage=None))
         self._on_change(task_id)
-        log.info("task %s queued again (server stopping)", task_id)
+        log.info("task %s queued again (%s stopping)", task_id, "worker" if self.worker_id else "server")
 
     def recover(self) -> list[str]:
         """At start-up: tasks left running by a dead process go back to the queue; return all queued ids."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -86,21 +87,36 @@ def _eta(task: Task) -> float | None:
     if task.state is not TaskStatus.RUNNING:
         return None
     chunks = task.chunks or {}
-    if chunks.get("eta_s") is not None:  # measured by this run, which may have resumed half-way
-        since = (utcnow() - datetime.fromisoformat(chunks["at"])).total_seconds()
+    measured_at = datetime.fromisoformat(chunks["at"]) if chunks.get("at") else None
+    # Only this run's own measure: a run that resumed spends its first seconds loading and catching up, so the
+    # last run's estimate, or the task's progress over this run's time, would jump about (97 -> 113 -> 339 s).
+    if chunks.get("eta_s") is not None and task.started_at and measured_at and measured_at >= task.started_at:
+        since = (utcnow() - measured_at).total_seconds()
         return round(max(0.0, chunks["eta_s"] - since), 1)
-    if not task.started_at or task.progress < 0.02:
+    if not task.started_at or task.progress < 0.02 or (task.attempts or 1) > 1:
         return None
     elapsed = (utcnow() - task.started_at).total_seconds()
     return round(elapsed * (1 - task.progress) / task.progress, 1)
 
 
+#: The engines' stage while they make a chunk ("chunk 2/33", "chunk 2/33, step 3/8"): the chunk in the making.
+_CHUNK_STAGE = re.compile(r"chunk (\d+)/(\d+)")
+
+
 def _progress(task: Task) -> TaskProgress:
     chunks = task.chunks or {}
     done = chunks.get("frames_done")
+    running = task.state is TaskStatus.RUNNING
+    stage = task.stage if running else None  # what it was doing when it stopped is no longer what it does
+    chunk, count = chunks.get("done"), chunks.get("count")
+    # A chunk is recorded once its segment is stored, a step behind the engine's stage; until the first one is,
+    # the stage already says how many there are (and ``chunk`` stays what has a segment: none yet).
+    making = _CHUNK_STAGE.match(stage or "")
+    if making:
+        chunk, count = chunk or 0, count or int(making[2])
     return TaskProgress(
-        fraction=round(task.progress, 4), stage=task.stage, eta_s=_eta(task), chunk=chunks.get("done"),
-        chunks=chunks.get("count"), frames_done=done, frames=chunks.get("frames"),
+        fraction=round(task.progress, 4), stage=stage, eta_s=_eta(task), chunk=chunk,
+        chunks=count, frames_done=done, frames=chunks.get("frames"),
         video_s_done=round(done / chunks["fps"], 2) if done is not None else None,
     )
 
@@ -152,6 +168,7 @@ def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPubl
         id=task.id,
         model=task.model,
         status=task.state,
+        cancel_requested=bool(task.cancel_requested),
         progress=_progress(task),
         seed=task.seed,
         cost=TaskCost(
