@@ -99,6 +99,18 @@ class Settings(BaseSettings):
     #: S3-compatible servers (MinIO, SeaweedFS, Cloudflare R2): their endpoint, e.g. http://minio:9000.
     #: Empty: AWS S3 (or AWS_ENDPOINT_URL_S3, which boto3 reads itself).
     s3_endpoint_url: str | None = None
+    #: The S3 endpoint clients reach the bucket at, used only to presign output links (the processes keep
+    #: s3_endpoint_url): set it when that one is a name only the servers resolve (http://minio:9000 in compose),
+    #: e.g. https://s3.example.com. Empty: s3_endpoint_url (or AWS's), which suits AWS S3 and R2.
+    s3_public_endpoint_url: str | None = None
+    #: How an output link of S3 storage answers: "redirect" (307 to a presigned URL of the bucket, so the bytes
+    #: never pass through the API; clients must reach the bucket) or "proxy" (the API streams the object from
+    #: the bucket, ranges included; for a bucket clients cannot reach, at the cost of the API's bandwidth).
+    s3_links: Literal["redirect", "proxy"] = "redirect"
+    #: `serve` and `worker` wait this long at start for the database, the broker and the bucket to answer (one
+    #: log line per retry), then stop with one line and exit code 3. 60 s covers a PostgreSQL or MinIO started
+    #: beside them (compose, systemd) finishing its own start; 0 tries once.
+    startup_wait_s: float = Field(default=60.0, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
     #: Open connections served at once (capped by the open-files limit). Past it a new connection closes
@@ -130,6 +142,10 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: USD per billed second, per resolution.
     rates: dict[str, float] = Field(default_factory=lambda: {"480p": 0.03, "576p": 0.045, "720p": 0.06})
+    #: USD per billed second of a fast request (`sampling: fast`, WaveSpeed's infinitetalk-fast routes), per
+    #: resolution (a JSON object). A resolution left out costs half its `rates` entry: 4 steps instead of 40,
+    #: sold at WaveSpeed's "half the cost".
+    fast_rates: dict[str, float] = Field(default_factory=dict)
     #: Fewest seconds a task is billed for: a short clip costs a render's set-up all the same. Also the least a
     #: canceled task pays once it has made some video.
     min_billed_seconds: int = 5

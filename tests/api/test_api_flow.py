@@ -127,7 +127,7 @@ def test_list_is_paged(preview_server: Server, file_server: FileServer) -> None:
 def test_health_ready_metrics_openapi(preview_server: Server) -> None:
     assert httpx.get(f"{preview_server.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{preview_server.url}/readyz").json()
-    assert ready == {"status": "ready", "engine": "preview"}
+    assert ready == {"status": "ready", "engine": "preview", "workers": 1}
     metrics = httpx.get(f"{preview_server.url}/metrics").text
     for name in ("infinitetalk_tasks_queued", "infinitetalk_tasks_running", "infinitetalk_task_execution_seconds",
                  "infinitetalk_tasks_submitted_total"):

@@ -28,11 +28,13 @@ def _two_people(left: Path, right: Path, path: Path) -> Path:
     return path
 
 
-def _portrait_video(portrait: Path, path: Path, *, seconds: float = 2.0, fps: int = 25) -> Path:
+def _portrait_video(portrait: Path, path: Path, *, seconds: float = 2.0, fps: int = 25,
+                    size: tuple[int, int] = (448, 512)) -> Path:
     """A short MP4 of the portrait drifting slowly: a source video for the video-to-video routes."""
+    width, height = size
     with Image.open(portrait) as picture:
-        image = np.asarray(picture.convert("RGB").resize((448, 512)))
-    with Mp4Writer(path, width=448, height=512, fps=fps) as writer:
+        image = np.asarray(picture.convert("RGB").resize((width, height)))
+    with Mp4Writer(path, width=width, height=height, fps=fps) as writer:
         for i in range(round(seconds * fps)):
             writer.write(np.roll(image, i // 5, axis=1))
     return path
@@ -42,7 +44,7 @@ def _portrait_video(portrait: Path, path: Path, *, seconds: float = 2.0, fps: in
 def files(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path, grace_hopper_path: Path,
           astronaut_path: Path, noise_png: Path) -> Iterator[FileServer]:
     """Serves short.wav (~2 s of speech), grace_hopper.jpg, noise.png (no face), mask.png (all white),
-    two_people.png and portrait.mp4 on loopback."""
+    two_people.png, portrait.mp4 and two_people.mp4 on loopback."""
     root = tmp_path_factory.mktemp("compat-files")
     for source in (short_speech_wav, grace_hopper_path, noise_png):
         (root / source.name).write_bytes(source.read_bytes())
@@ -50,5 +52,6 @@ def files(tmp_path_factory: pytest.TempPathFactory, short_speech_wav: Path, grac
         Image.new("L", portrait.size, 255).save(root / "mask.png")
     _two_people(grace_hopper_path, astronaut_path, root / "two_people.png")
     _portrait_video(grace_hopper_path, root / "portrait.mp4")
+    _portrait_video(root / "two_people.png", root / "two_people.mp4", size=(896, 512))
     with FileServer(root) as server:
         yield server

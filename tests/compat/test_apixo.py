@@ -150,3 +150,16 @@ def test_error_codes(apixo: tuple[Server, dict], files: FileServer) -> None:
         assert response.status_code == 404 and response.json()["data"] is None
         response = client.post("/generateTask/no-such-model", json=body)
         assert response.status_code == 404 and response.json()["code"] == 404
+
+
+@pytest.mark.parametrize("provider", ["auto", "some-named-backend"])
+def test_documented_request_with_provider(apixo: tuple[Server, dict], files: FileServer, provider: str) -> None:
+    """APIXO's newer request carries an optional top-level ``provider`` (``auto`` or a named backend): accepted,
+    and ignored (this server is the one backend); the task runs as without it."""
+    server, key = apixo
+    with _client(server, key["key"]) as client:
+        submitted = client.post("/generateTask/infinitetalk", json={**documented_body(files), "provider": provider})
+        assert submitted.status_code == 200, submitted.text
+        done, _ = _poll(client, submitted.json()["data"]["taskId"])
+    assert done["data"]["state"] == "success"
+    assert json.loads(done["data"]["resultJson"])["resultUrls"]

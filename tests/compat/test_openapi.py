@@ -28,6 +28,9 @@ OPERATIONS: dict[tuple[str, str], tuple[bool, set]] = {
     ("post", "/api/v3/wavespeed-ai/infinitetalk"): (True, WAVESPEED),
     ("post", "/api/v3/wavespeed-ai/infinitetalk/video-to-video"): (True, WAVESPEED),
     ("post", "/api/v3/wavespeed-ai/infinitetalk/multi"): (True, WAVESPEED),
+    ("post", "/api/v3/wavespeed-ai/infinitetalk-fast"): (True, WAVESPEED),
+    ("post", "/api/v3/wavespeed-ai/infinitetalk-fast/multi"): (True, WAVESPEED),
+    ("post", "/api/v3/wavespeed-ai/infinitetalk-fast/video-to-video-multi"): (True, WAVESPEED),
     ("get", "/api/v3/predictions/{prediction_id}/result"): (False, WAVESPEED),
     ("post", "/api/v3/media/uploads"): (True, WAVESPEED),
     ("put", "/api/v3/media/uploads/{upload_id}"): (True, WAVESPEED),
@@ -45,10 +48,16 @@ OPERATIONS: dict[tuple[str, str], tuple[bool, set]] = {
 BODIES = {
     ("post", "/generateTask/infinitetalk", "input"): (
         {"mode", "image_urls", "audio_urls", "prompt", "seed", "resolution"}, {"mode", "image_urls", "audio_urls"}),
+    ("post", "/generateTask/infinitetalk", ""): ({"request_type", "callback_url", "provider", "input"}, {"input"}),
     ("post", "/v2/infinite-talk", ""): (
         {"prompt", "image", "audio", "base64", "fps", "resolution", "seed"}, {"prompt", "image", "audio"}),
     ("post", "/api/v3/wavespeed-ai/infinitetalk", ""): (
         {"audio", "image", "mask_image", "prompt", "resolution", "seed", "enable_sync_mode"}, {"audio", "image"}),
+    ("post", "/api/v3/wavespeed-ai/infinitetalk-fast", ""): (
+        {"audio", "image", "mask_image", "prompt", "resolution", "seed", "enable_sync_mode"}, {"audio", "image"}),
+    ("post", "/api/v3/wavespeed-ai/infinitetalk-fast/video-to-video-multi", ""): (
+        {"video", "left_audio", "right_audio", "order", "prompt", "resolution", "seed", "enable_sync_mode"},
+        {"video", "left_audio", "right_audio"}),
     ("post", "/v2/infinitetalk/runsync", "input"): (
         {"prompt", "image", "audio", "size", "enable_safety_checker"}, {"prompt", "image", "audio", "size"}),
     ("post", "/v1/prediction/", ""): ({"model", "version", "input", "webhook_url"}, {"model", "input"}),

@@ -34,6 +34,13 @@ class AudioLayout(StrEnum):
     ADD = "add"  # the second track starts where the first ends
 
 
+class Sampling(StrEnum):
+    """How many denoising steps a render takes; WaveSpeed's ``infinitetalk-fast`` routes ask for "fast"."""
+
+    STANDARD = "standard"  # the engine's own mode (the neural_mode setting)
+    FAST = "fast"  # 4 steps where the neural engine has a step-distilled LoRA; priced at the fast rate
+
+
 MediaRef = Annotated[str, Field(min_length=1, description="Local path, http(s) URL or data: URI.")]
 
 
@@ -78,6 +85,8 @@ class GenerationRequest(BaseModel):
     resolution: Resolution = Resolution.P480
     seed: int = Field(-1, ge=-1, le=limits.MAX_SEED, description="-1 picks a random seed; the seed used is reported.")
     fps: int = Field(limits.DEFAULT_FPS, ge=limits.MIN_FPS, le=limits.MAX_FPS)
+    sampling: Sampling = Field(Sampling.STANDARD, description="fast: 4 denoising steps on a neural engine that has a "
+                               "step-distilled LoRA (other engines render as usual), billed at the fast rate.")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,6 +1,7 @@
 """Per-second pricing and the ledger.
 
-billed seconds = ceil(audio seconds), at least ``min_billed_seconds``; price = billed x rate[resolution].
+billed seconds = ceil(audio seconds), at least ``min_billed_seconds``; price = billed x rate[resolution] (a fast
+request's rate: ``fast_rates``, half of ``rates`` unless set).
 The price is reserved at submit with one conditional UPDATE (``balance >= price``), so concurrent submits
 can never take a balance below zero, and every movement of money is a ledger row in the same transaction.
 
@@ -41,12 +42,18 @@ def total_audio_seconds(durations: list[float], layout: AudioLayout) -> float:
     return sum(durations) if layout is AudioLayout.ADD else max(durations)
 
 
-def quote(*, audio_seconds: float, resolution: str, settings: Settings) -> Quote:
+def usd_per_second(resolution: str, settings: Settings, *, fast: bool = False) -> float:
+    """The resolution's rate; ``fast`` (a 4-step render): ``fast_rates[resolution]``, default half the rate."""
     if resolution not in settings.rates:
         raise InvalidRequest(f"resolution: no price is configured for {resolution}", field="resolution")
+    usd = settings.rates[resolution]
+    return settings.fast_rates.get(resolution, usd / 2) if fast else usd
+
+
+def quote(*, audio_seconds: float, resolution: str, settings: Settings, fast: bool = False) -> Quote:
     # round first so 6.0000001 s of float noise is not billed as 7 s
     billed = max(settings.min_billed_seconds, math.ceil(round(audio_seconds, 3)))
-    rate = round(settings.rates[resolution] * MICROS)
+    rate = round(usd_per_second(resolution, settings, fast=fast) * MICROS)
     return Quote(audio_seconds=audio_seconds, billed_seconds=billed, rate_micros=rate, price_micros=billed * rate)
 
 

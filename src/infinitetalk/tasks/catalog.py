@@ -5,14 +5,17 @@ from __future__ import annotations
 from infinitetalk.config import Settings
 from infinitetalk.schema import Mode, Resolution, limits
 from infinitetalk.schema.buckets import output_size
+from infinitetalk.tasks.billing import usd_per_second
 from infinitetalk.tasks.models import ApiKey
 from infinitetalk.tasks.schemas import ModelInfo, ModelList, ModelResolution
 
 _ABOUT = {
     Mode.IMAGE_TO_VIDEO: ("A portrait and speech in, the portrait talking out.",
-                          ["image", "audio", "audio_layout", "mask", "bbox", "prompt", "resolution", "seed", "fps"]),
+                          ["image", "audio", "audio_layout", "mask", "bbox", "prompt", "resolution", "seed", "fps",
+                           "sampling"]),
     Mode.VIDEO_TO_VIDEO: ("A video and new speech in, the video with its mouth re-animated out (dubbing).",
-                          ["video", "audio", "audio_layout", "mask", "bbox", "prompt", "resolution", "seed", "fps"]),
+                          ["video", "audio", "audio_layout", "mask", "bbox", "prompt", "resolution", "seed", "fps",
+                           "sampling"]),
 }
 
 
@@ -25,7 +28,8 @@ def catalog(settings: Settings, *, engine: str, key: ApiKey | None) -> ModelList
     allowed = key.allowed_models if key is not None and key.allowed_models and "*" not in key.allowed_models else None
     resolutions = [
         ModelResolution(resolution=res, square_size="x".join(map(str, output_size(1, 1, res))),
-                        usd_per_second=settings.rates[res.value])
+                        usd_per_second=settings.rates[res.value],
+                        usd_per_second_fast=usd_per_second(res.value, settings, fast=True))
         for res in Resolution if res.value in settings.rates
     ]
     models = []

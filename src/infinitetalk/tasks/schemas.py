@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution
+from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution, Sampling
 from infinitetalk.tasks.models import TaskStatus
 
 EXAMPLE_IMAGE = "https://example.com/portrait.jpg"
@@ -42,6 +42,7 @@ class EstimateRequest(BaseModel):
     audio: list[str] = Field(..., min_length=1, max_length=2)
     audio_layout: AudioLayout = AudioLayout.PARA
     resolution: Resolution = Resolution.P480
+    sampling: Sampling = Sampling.STANDARD
 
     @field_validator("audio", mode="before")
     @classmethod
@@ -64,7 +65,7 @@ HLS_PLAYLIST = "application/vnd.apple.mpegurl"
 
 class TaskProgress(BaseModel):
     fraction: float = Field(description="0..1 over the whole job; never goes back, also when a task resumes.")
-    stage: str | None = None
+    stage: str | None = Field(None, description="What a running task is doing; null once it has ended.")
     eta_s: float | None = Field(None, description="Seconds left, estimated from progress so far.")
     chunk: int | None = Field(None, description="Chunks finished (each is a segment of the live preview).")
     chunks: int | None = Field(None, description="Chunks in the whole job.")
@@ -127,6 +128,8 @@ class TaskPublic(BaseModel):
     object: Literal["task"] = "task"
     model: str
     status: TaskStatus
+    cancel_requested: bool = Field(False, description="A cancel was asked for. A running task stops at its next "
+                                                      "step and its status becomes canceled; until then it runs.")
     progress: TaskProgress
     seed: int | None = None
     cost: TaskCost
@@ -172,6 +175,7 @@ class ModelResolution(BaseModel):
     resolution: Resolution
     square_size: str = Field(description="Output size for a square portrait; others keep about the same area.")
     usd_per_second: float = Field(description="Price per billed second of speech.")
+    usd_per_second_fast: float = Field(description="The same for a fast request (`sampling: fast`).")
 
 
 class ModelInfo(BaseModel):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from infinitetalk.config import Settings
 from infinitetalk.errors import InvalidRequest
 from infinitetalk.media.fetch import check_url
-from infinitetalk.schema import GenerationRequest
+from infinitetalk.schema import GenerationRequest, Sampling
 from infinitetalk.storage import Storage
 from infinitetalk.tasks import billing, limits, staging
 from infinitetalk.tasks.db import SessionFactory
@@ -90,7 +90,8 @@ class TaskService:
             seconds = billing.total_audio_seconds(durations, request.audio_layout)
             pricing = self.settings if min_billed_seconds is None else self.settings.model_copy(
                 update={"min_billed_seconds": min_billed_seconds})
-            quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=pricing)
+            quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=pricing,
+                                  fast=request.sampling is Sampling.FAST)
             task = Task(
                 id=task_id, api_key_id=key_id, model=model, status=TaskStatus.QUEUED.value,
                 request=staging.shorten_data_uris({**payload, "callback_url": callback_url, **(
@@ -192,7 +193,8 @@ class TaskService:
             _, durations = staging.stage_audio(request.audio, Path(tmp), key_id=key.id if key else None,
                                                uploads=self.uploads, settings=self.settings)
         seconds = billing.total_audio_seconds(durations, request.audio_layout)
-        quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=self.settings)
+        quote = billing.quote(audio_seconds=seconds, resolution=request.resolution.value, settings=self.settings,
+                              fast=request.sampling is Sampling.FAST)
         return Estimate(audio_seconds=round(seconds, 3), billed_seconds=quote.billed_seconds,
                         rate=quote.rate_micros / 1_000_000, price=quote.price, resolution=request.resolution)
 

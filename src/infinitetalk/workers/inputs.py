@@ -79,6 +79,8 @@ def prepare(request: GenerationRequest, workdir: Path, *, settings: Settings, al
         image=picture.image,
         video_frames=video_frames,
         prompt=request.prompt,
+        # engines that have no faster mode ignore it (preview, instant)
+        extras={"sampling": request.sampling.value},
     )
     return PreparedJob(job=job, soundtrack=soundtrack)
 

@@ -12,7 +12,7 @@ import torch
 from infinitetalk.engines.base import CancelToken, ChunkResult, EngineJob, EngineState, ProgressCallback
 from infinitetalk.engines.neural.audio import AudioEncoder
 from infinitetalk.engines.neural.caching import StepCache, disable_step_cache, enable_step_cache
-from infinitetalk.engines.neural.pipeline import InfiniteTalkPipeline, PipelineInputs, SamplingOptions
+from infinitetalk.engines.neural.pipeline import SAMPLING_MODES, InfiniteTalkPipeline, PipelineInputs, SamplingOptions
 from infinitetalk.engines.neural.sampler import Guidance
 from infinitetalk.engines.neural.speed import SpeedOptions, apply_speed
 from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder, load_clip, load_t5
@@ -91,11 +91,13 @@ class NeuralEngine:
 
     def __init__(
         self, pipeline: InfiniteTalkPipeline, *, variant: str = "single", options: SamplingOptions | None = None,
-        step_cache: StepCache | None = None,
+        step_cache: StepCache | None = None, distilled: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.variant = variant
         self.options = options or SamplingOptions()
+        #: A step-distilled LoRA is merged, so a job may ask for the 4-step mode (``extras["sampling"]="fast"``).
+        self.distilled = distilled
         self.step_cache = step_cache
         self._cached_steps: int | None = None  # the step count the cache is set up for; None: off
 
@@ -147,11 +149,21 @@ class NeuralEngine:
         opts = options or SamplingOptions()
         if offload:
             opts = SamplingOptions(opts.steps, opts.shift, opts.guidance, opts.color_correction, batch_passes=False)
-        return cls(pipe, variant=variant, options=opts, step_cache=step_cache)
+        return cls(pipe, variant=variant, options=opts, step_cache=step_cache, distilled=bool(loras))
+
+    def _mode(self, job: EngineJob) -> SamplingOptions:
+        """The engine's own mode, or the fast one for a job that asks for it (``extras["sampling"]``) on an
+        engine with a step-distilled LoRA; without the LoRA 4 steps would be noise, so the job keeps this mode."""
+        fast = SAMPLING_MODES["fast"]
+        if job.extras.get("sampling") != "fast" or not self.distilled or self.options.steps <= fast.steps:
+            return self.options
+        return SamplingOptions(fast.steps, fast.shift, fast.guidance, self.options.color_correction,
+                               batch_passes=self.options.batch_passes)
 
     def _options(self, job: EngineJob) -> SamplingOptions:
-        """Per-job overrides from ``job.extras`` (steps, shift, text_scale, audio_scale, color_correction)."""
-        o, e = self.options, job.extras
+        """Per-job overrides from ``job.extras`` (sampling, then steps, shift, text_scale, audio_scale,
+        color_correction)."""
+        o, e = self._mode(job), job.extras
         color = float(e.get("color_correction", o.color_correction))
         if not 0.0 <= color <= 1.0:
             raise InvalidRequest(f"color_correction must be between 0 and 1, got {color}")
@@ -160,17 +172,17 @@ class NeuralEngine:
         )
         return SamplingOptions(
             steps=int(e.get("steps", o.steps)),
-            shift=float(e.get("shift", self._shift(job))),
+            shift=float(e.get("shift", self._shift(job, o))),
             guidance=guidance,
             color_correction=color,
             batch_passes=o.batch_passes,
         )
 
-    def _shift(self, job: EngineJob) -> float:
+    def _shift(self, job: EngineJob, mode: SamplingOptions) -> float:
         """The default shift follows the size (7 at 480p, 11 at 720p, the official settings); one chosen (a fast
         mode's 2) is kept at every size."""
-        if self.options.shift != SamplingOptions.shift or job.height * job.width <= 800 * 800:
-            return self.options.shift
+        if mode.shift != SamplingOptions.shift or job.height * job.width <= 800 * 800:
+            return mode.shift
         return 11.0
 
     def generate(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken) -> Iterator[np.ndarray]:

@@ -47,6 +47,9 @@ class GenerateTask(BaseModel):
     model_config = ConfigDict(extra="ignore")
     request_type: Literal["async", "callback"] = "async"
     callback_url: str | None = None
+    #: APIXO routes a task to one of its backends ("auto" or a named one); this server is the one backend, so
+    #: any value is accepted and ignored.
+    provider: str | None = None
     input: ApixoInput
 
     def to_payload(self, mode: str) -> dict:
@@ -114,6 +117,8 @@ class GenerateTaskRequest(BaseModel):
     request_type: Literal["async", "callback"] = Field(
         "async", description="`async`: poll statusTask; `callback`: the final status is also POSTed to callback_url.")
     callback_url: str | None = Field(None, description="Required when request_type is callback.")
+    provider: str | None = Field(None, description="APIXO's backend choice (`auto` or a named backend). Accepted "
+                                                   "and ignored: this server is the one backend.")
     input: InputDoc
 
 

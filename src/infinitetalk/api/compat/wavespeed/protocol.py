@@ -26,11 +26,17 @@ class _Common(BaseModel):
     #: Answer when the task has ended instead of at once (the SDK's ``enable_sync_mode=True``).
     enable_sync_mode: bool = False
 
-    def _shared(self) -> dict:
-        shared = {"resolution": self.resolution, "seed": self.seed}
+    def to_payload(self, *, fast: bool = False) -> dict:
+        """The canonical request; ``fast``: an ``infinitetalk-fast`` route, our 4-step sampling at the fast rate."""
+        shared: dict = {"resolution": self.resolution, "seed": self.seed}
         if self.prompt:  # the SDKs send "" for "no prompt"; ours refuses a blank one
             shared["prompt"] = self.prompt
-        return shared
+        if fast:
+            shared["sampling"] = "fast"
+        return {**self._inputs(), **shared}
+
+    def _inputs(self) -> dict:
+        raise NotImplementedError
 
 
 class ImageToVideo(_Common):
@@ -38,9 +44,9 @@ class ImageToVideo(_Common):
     audio: str
     mask_image: str | None = None
 
-    def to_payload(self) -> dict:
+    def _inputs(self) -> dict:
         mask = {"mask": [self.mask_image]} if self.mask_image else {}
-        return {"mode": "image-to-video", "image": self.image, "audio": [self.audio], **mask, **self._shared()}
+        return {"mode": "image-to-video", "image": self.image, "audio": [self.audio], **mask}
 
 
 class VideoToVideo(_Common):
@@ -48,25 +54,38 @@ class VideoToVideo(_Common):
     audio: str
     mask_image: str | None = None
 
-    def to_payload(self) -> dict:
+    def _inputs(self) -> dict:
         mask = {"mask": [self.mask_image]} if self.mask_image else {}
-        return {"mode": "video-to-video", "video": self.video, "audio": [self.audio], **mask, **self._shared()}
+        return {"mode": "video-to-video", "video": self.video, "audio": [self.audio], **mask}
 
 
-class Multi(_Common):
-    """Two people in one picture: one track each, together ("meanwhile") or one after the other."""
-
-    image: str
+class _TwoSpeakers(_Common):
     left_audio: str
     right_audio: str
     order: Literal["meanwhile", "left_right", "right_left"] = "meanwhile"
 
-    def to_payload(self) -> dict:
+    def _tracks(self) -> dict:
         audio = [self.right_audio, self.left_audio] if self.order == "right_left" else [self.left_audio,
                                                                                       self.right_audio]
-        layout = "para" if self.order == "meanwhile" else "add"
-        return {"mode": "image-to-video", "image": self.image, "audio": audio, "audio_layout": layout,
-                **self._shared()}
+        return {"audio": audio, "audio_layout": "para" if self.order == "meanwhile" else "add"}
+
+
+class Multi(_TwoSpeakers):
+    """Two people in one picture: one track each, together ("meanwhile") or one after the other."""
+
+    image: str
+
+    def _inputs(self) -> dict:
+        return {"mode": "image-to-video", "image": self.image, **self._tracks()}
+
+
+class VideoToVideoMulti(_TwoSpeakers):
+    """Two people in a video, dubbed: multi's fields with a video in place of the picture."""
+
+    video: str
+
+    def _inputs(self) -> dict:
+        return {"mode": "video-to-video", "video": self.video, **self._tracks()}
 
 
 #: Model paths (after /api/v3/) -> their body model.
@@ -74,7 +93,12 @@ MODELS: dict[str, type[_Common]] = {
     "wavespeed-ai/infinitetalk": ImageToVideo,
     "wavespeed-ai/infinitetalk/video-to-video": VideoToVideo,
     "wavespeed-ai/infinitetalk/multi": Multi,
+    # WaveSpeed's "half the cost" family: the same fields, our fast sampling mode (``to_payload(fast=True)``)
+    "wavespeed-ai/infinitetalk-fast": ImageToVideo,
+    "wavespeed-ai/infinitetalk-fast/multi": Multi,
+    "wavespeed-ai/infinitetalk-fast/video-to-video-multi": VideoToVideoMulti,
 }
+FAST_PREFIX = "wavespeed-ai/infinitetalk-fast"
 NAMES = {"image": "image", "video": "video", "audio": "audio", "audio.0": "left_audio", "audio.1": "right_audio",
          "mask": "mask_image", "mask.0": "mask_image"}
 
@@ -110,11 +134,20 @@ def prediction(task: Task, public: TaskPublic, base_url: str) -> dict:
     }
 
 
+def is_fast(model: str) -> bool:
+    return model == FAST_PREFIX or model.startswith(FAST_PREFIX + "/")
+
+
 def model_of(task: Task) -> str:
+    """The model path a task was submitted to, from its request (the routes store no path of their own)."""
     request = task.request or {}
+    two, fast = len(request.get("audio") or []) > 1, request.get("sampling") == "fast"
     if request.get("mode") == "video-to-video":
-        return "wavespeed-ai/infinitetalk/video-to-video"
-    return "wavespeed-ai/infinitetalk/multi" if len(request.get("audio") or []) > 1 else "wavespeed-ai/infinitetalk"
+        # WaveSpeed sells no one-speaker fast dubbing: such a task (from our own API) shows as the plain route
+        return f"{FAST_PREFIX}/video-to-video-multi" if fast and two else "wavespeed-ai/infinitetalk/video-to-video"
+    if fast:
+        return f"{FAST_PREFIX}/multi" if two else FAST_PREFIX
+    return "wavespeed-ai/infinitetalk/multi" if two else "wavespeed-ai/infinitetalk"
 
 
 # --- The OpenAPI schema: the requests and answers as WaveSpeed documents them (the models above stay lenient;
@@ -148,11 +181,22 @@ class MultiRequest(_CommonDoc):
         "meanwhile", description="Together, or one after the other.")
 
 
+class VideoToVideoMultiRequest(_CommonDoc):
+    video: str = Field(description="A video of two people, whose mouths are re-animated.")
+    left_audio: str = Field(description="What the person on the left says.")
+    right_audio: str = Field(description="What the person on the right says.")
+    order: Literal["meanwhile", "left_right", "right_left"] = Field(
+        "meanwhile", description="Together, or one after the other.")
+
+
 #: Model paths -> their documented request (the order of MODELS).
 REQUESTS: dict[str, type[BaseModel]] = {
     "wavespeed-ai/infinitetalk": ImageToVideoRequest,
     "wavespeed-ai/infinitetalk/video-to-video": VideoToVideoRequest,
     "wavespeed-ai/infinitetalk/multi": MultiRequest,
+    "wavespeed-ai/infinitetalk-fast": ImageToVideoRequest,
+    "wavespeed-ai/infinitetalk-fast/multi": MultiRequest,
+    "wavespeed-ai/infinitetalk-fast/video-to-video-multi": VideoToVideoMultiRequest,
 }
 
 

@@ -1,4 +1,5 @@
-"""WaveSpeed-compatible routes: ``POST /api/v3/wavespeed-ai/infinitetalk[/video-to-video|/multi]``,
+"""WaveSpeed-compatible routes: ``POST /api/v3/wavespeed-ai/infinitetalk[/video-to-video|/multi]``, the fast
+family ``.../infinitetalk-fast[/multi|/video-to-video-multi]`` (our 4-step sampling, at the fast rate),
 ``GET /api/v3/predictions/{id}/result``, and the media uploads its SDK's ``Client.upload`` uses."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from infinitetalk.api.compat.wavespeed.protocol import (
     UploadTicketAnswer,
     UploadTicketRequest,
     envelope,
+    is_fast,
     prediction,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
@@ -108,7 +110,7 @@ async def submit(model: str, request: Request, runtime: RuntimeDep, key: KeyDep,
     if model not in MODELS:
         raise NotFound(f"model {model} not found; available: {', '.join(MODELS)}")
     body = await common.read_body(request, MODELS[model])
-    task = await common.submit(runtime, key, body.to_payload(), base_url, names=NAMES,
+    task = await common.submit(runtime, key, body.to_payload(fast=is_fast(model)), base_url, names=NAMES,
                                min_billed_seconds=MIN_BILLED_SECONDS)
     if body.enable_sync_mode:
         task = await common.wait(request, runtime, key, task.id, runtime.settings.max_wait_s)
