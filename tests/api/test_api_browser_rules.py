@@ -184,6 +184,15 @@ def test_a_json_body_needs_a_json_content_type(open_server: tuple[Server, str], 
     assert task_count(server, key) == before
 
 
+def test_an_empty_body_is_a_plain_bad_request(open_server: tuple[Server, str]) -> None:
+    """No body at all is no JSON body of the wrong type: every route documents the 400 it gets."""
+    server, key = open_server
+    for path in ("/v1/tasks", "/v1/estimate", "/api/v3/wavespeed-ai/infinitetalk", "/v2/infinitetalk/run"):
+        answer = httpx.post(f"{server.url}{path}", headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 400, (path, answer.text)
+        assert "the body is empty" in answer.text, (path, answer.text)
+
+
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.api+json",
                                           "Application/JSON"])
 def test_json_content_types_are_accepted(open_server: tuple[Server, str], inputs: dict, content_type: str) -> None:

@@ -36,6 +36,8 @@ def file_chunks(upload: UploadFile, digest: hashlib._Hash | None = None) -> Iter
 
 
 async def read_json(request: Request) -> tuple[dict, str]:
+    if _no_body(request):  # nothing to read, nothing a page could send: the plain 400, whatever its type
+        raise InvalidRequest("the body is empty; send a JSON object with 'Content-Type: application/json'")
     _need_json_type(request.headers.get("content-type", ""))
     cap = request.app.state.runtime.settings.max_json_body_bytes
     too_large = InputTooLarge(f"the JSON body is over {cap // 2**20} MiB; send large files as uploads or URLs")
@@ -54,6 +56,11 @@ async def read_json(request: Request) -> tuple[dict, str]:
     if not isinstance(payload, dict):
         raise InvalidRequest("the body must be a JSON object")
     return payload, request_hash(payload)
+
+
+def _no_body(request: Request) -> bool:
+    headers = request.headers
+    return headers.get("content-length", "0" if "transfer-encoding" not in headers else "") == "0"
 
 
 def _need_json_type(content_type: str) -> None:
