@@ -252,6 +252,12 @@ class Received:
     answered: int
 
 
+def long_task(files: FileServer) -> dict:
+    """A task of ~6 s of speech: on the keyed server's instant engine (40 ms a frame) several seconds of running,
+    time enough to catch it running."""
+    return {"image": files.url("grace_hopper.jpg"), "audio": files.url("hello.wav")}
+
+
 class WebhookReceiver:
     """Records every POST; answers with ``statuses`` in turn, then 200."""
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from api_servers import FileServer, Server, ledger, make_key, wait_until
+from api_servers import FileServer, Server, ledger, long_task, make_key, wait_until
 
-
-def _long(file_server: FileServer) -> dict:
-    # ~6 s of speech at 25 fps and 40 ms a frame: several seconds of running to catch
-    return {"image": file_server.url("grace_hopper.jpg"), "audio": file_server.url("hello.wav")}
 
 
 def test_cancel_running_stops_it(keyed_server: Server, file_server: FileServer) -> None:
     key = make_key(keyed_server.data_dir, "canceler", balance=5.0)
     client = keyed_server.client(key["key"])
-    task = client.submit(_long(file_server))
+    task = client.submit(long_task(file_server))
     wait_until(lambda: (t := client.get(task["id"]))["status"] == "running" and t["progress"]["fraction"] > 0.05,
                timeout=60, what="the task to be running")
     answer = client.cancel(task["id"])
@@ -34,10 +30,10 @@ def test_cancel_queued_never_runs_and_is_refunded(keyed_server: Server, file_ser
     key = make_key(keyed_server.data_dir, "queue-jumper", balance=5.0)
     client = keyed_server.client(key["key"])
     # the server has two workers: fill them, so the third task waits in the queue
-    blockers = [client.submit(_long(file_server)) for _ in range(2)]
+    blockers = [client.submit(long_task(file_server)) for _ in range(2)]
     wait_until(lambda: all(client.get(t["id"])["status"] == "running" for t in blockers), timeout=60,
                what="both workers busy")
-    queued = client.submit(_long(file_server))
+    queued = client.submit(long_task(file_server))
     answer = client.cancel(queued["id"])
     assert answer["status"] == "canceled"
     assert answer["timings"]["started_at"] is None

@@ -4,20 +4,16 @@ row the same way on either store, so these run on SQLite only."""
 from __future__ import annotations
 
 import pytest
-from api_servers import FileServer, Server, make_key, wait_until
+from api_servers import FileServer, Server, long_task, make_key, wait_until
 
 pytestmark = pytest.mark.sqlite_only
 
-
-def _long(file_server: FileServer) -> dict:
-    # ~6 s of speech at 40 ms a frame on the keyed server's slowed instant engine: seconds of running to catch
-    return {"image": file_server.url("grace_hopper.jpg"), "audio": file_server.url("hello.wav")}
 
 
 def test_a_pending_cancel_shows_and_an_ended_task_has_no_stage(keyed_server: Server, file_server: FileServer) -> None:
     key = make_key(keyed_server.data_dir, "cancel-watcher", balance=5.0)
     client = keyed_server.client(key["key"])
-    task = client.submit(_long(file_server))
+    task = client.submit(long_task(file_server))
     assert task["cancel_requested"] is False
     running = wait_until(lambda: (t := client.get(task["id"]))["status"] == "running"
                          and t["progress"]["fraction"] > 0.05 and t, timeout=60, what="the task to be running")
