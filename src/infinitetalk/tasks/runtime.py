@@ -206,9 +206,11 @@ class WorkerRuntime:
         # submitted to an idle fleet would wait on top of everything else
         worker = dramatiq.Worker(self.queue.broker, queues={QUEUE}, worker_threads=1, worker_timeout=100)
         worker.queue_prefetch = 1  # hold no task while another one runs here: a free GPU elsewhere takes it
-        remove_dead_render_scratch()  # a killed worker's, before this one renders
+        # the handlers first: this process's row is already live, and a stop that killed it here would leave
+        # the row looking alive until its heartbeat aged out
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self._stopping.set())
+        remove_dead_render_scratch()  # a killed worker's, before this one renders
         worker.start()
         log.info("worker %s ready: engine %s", self.registration.id, self.engine.name)
         try:
