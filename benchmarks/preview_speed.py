@@ -62,8 +62,8 @@ def make_inputs(folder: Path, seconds: float) -> dict[str, str]:
 
 def run_case(case: dict, inputs: dict[str, str], out: str) -> dict:
     from infinitetalk.engines.preview import PreviewEngine
+    from infinitetalk.render.render import render
     from infinitetalk.schema import GenerationRequest
-    from infinitetalk.workers.render import render
 
     fields: dict = {"resolution": case["resolution"], "seed": 1, "audio": [inputs["a"]]}
     if case.get("mode") == "video-to-video":

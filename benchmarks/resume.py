@@ -23,9 +23,9 @@ from scipy.io import wavfile
 from infinitetalk.engines import load_engine
 from infinitetalk.engines.base import CancelToken
 from infinitetalk.errors import Canceled
+from infinitetalk.render.checkpoint import WorkFolder
+from infinitetalk.render.render import ChunkProgress, render
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.workers.checkpoint import WorkFolder
-from infinitetalk.workers.render import ChunkProgress, render
 
 SPEECH = Path(__file__).resolve().parents[1] / "src" / "infinitetalk" / "demo" / "speech.mp3"
 

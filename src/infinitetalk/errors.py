@@ -12,8 +12,24 @@ to a status code in one place; the CLI prints ``code: message`` and exits non-ze
     │   ├── UrlNotAllowed             400 URL refused by the address guard
     │   └── NoFaceDetected            400 nothing to animate
     ├── FetchFailed                   400 a URL could not be downloaded
+    ├── Unauthorized                  401 no key, or a key we do not know / revoked
+    ├── InsufficientBalance           402 the price cannot be reserved from the key's balance
+    ├── Forbidden                     403 the key may not use this model or route; a key-less request from a
+    │                                     web page (open mode)
+    ├── NotFound                      404 no such task (or another key's)
+    ├── Conflict                      409 idempotency key reused with another body; task already finished
+    ├── Gone                          410 an output that has expired
+    ├── HostNotAllowed                421 a key-less request (open mode) for a Host that is not one of ours
+    ├── TooManyRequests               429 rate or concurrency limit; carries retry_after seconds
     ├── Canceled                      499 the caller asked us to stop
     ├── EngineError                   500 our failure while generating
+    │   └── WorkerLost                500 the task's worker stopped answering on every run
+    ├── SensitiveContent              500 the safety checker flagged the output (the caller's inputs made it)
+    ├── TaskTimeout                   504 a task ran past task_timeout_s
+    ├── Unreachable                   500 a part a process needs (database, broker, bucket) did not answer at
+    │                                     start-up
+    ├── ServiceBusy                   503 the task store is busy or unreachable; carries retry_after seconds
+    ├── StorageUnavailable            503 the file storage (S3) did not answer; Retry-After
     └── StorageFull                   503 our disk refused a write; Retry-After says when to try again
 """
 
@@ -98,3 +114,118 @@ class StorageFull(InfiniteTalkError):
     def __init__(self, message: str = "the server has no room to store this request's files right now; "
                  "try again in a minute", *, field: str | None = None) -> None:
         super().__init__(message, field=field)
+
+
+class Unauthorized(InfiniteTalkError):
+    code = "unauthorized"
+    http_status = 401
+    caller_fault = True
+
+
+class InsufficientBalance(InfiniteTalkError):
+    code = "insufficient_balance"
+    http_status = 402
+    caller_fault = True
+
+
+class Forbidden(InfiniteTalkError):
+    code = "forbidden"
+    http_status = 403
+    caller_fault = True
+
+
+class NotFound(InfiniteTalkError):
+    code = "not_found"
+    http_status = 404
+    caller_fault = True
+
+
+class Conflict(InfiniteTalkError):
+    code = "conflict"
+    http_status = 409
+    caller_fault = True
+
+
+class Gone(InfiniteTalkError):
+    code = "gone"
+    http_status = 410
+    caller_fault = True
+
+
+class HostNotAllowed(InfiniteTalkError):
+    """421 Misdirected Request: the name the request was sent to is not one this server answers to
+    (DNS rebinding points a foreign name at this machine)."""
+
+    code = "host_not_allowed"
+    http_status = 421
+    caller_fault = True
+
+
+class ServiceBusy(InfiniteTalkError):
+    """The task store did not answer in time (another writer holds it, or it is down). Nothing was changed."""
+
+    code = "service_busy"
+    http_status = 503
+
+    def __init__(self, message: str = "the server's task store is busy; nothing was changed, try again shortly",
+                 *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class TooManyRequests(InfiniteTalkError):
+    code = "rate_limited"
+    http_status = 429
+    caller_fault = True
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after))
+
+
+class StorageUnavailable(InfiniteTalkError):
+    """The file storage (an S3 bucket) did not answer or refused us. Ours and passing: a 503 with Retry-After.
+
+    The message is for the caller and names no bucket, key or endpoint; the details go to the log.
+    """
+
+    code = "storage_unavailable"
+    http_status = 503
+    retry_after = 30
+
+    def __init__(self, message: str = "the server's file storage is not answering; nothing was changed, try again "
+                 "in a minute") -> None:
+        super().__init__(message)
+
+
+class TaskTimeout(InfiniteTalkError):
+    """A task ran past ``task_timeout_s``: our limit, so not the caller's fault (refunded)."""
+
+    code = "timeout"
+    http_status = 504
+
+
+class WorkerLost(EngineError):
+    code = "worker_lost"
+
+
+class SensitiveContent(InfiniteTalkError):
+    """The checker flagged the output; the lifecycle maps the code to the failure code SensitiveContent."""
+
+    code = "sensitive_content"
+    caller_fault = True  # the caller's inputs made it: no refund, as the providers do
+
+
+class Unreachable(InfiniteTalkError):
+    """A part this process needs did not answer within the start-up wait."""
+
+    code = "unreachable"
+
+
+class WontFit(InvalidRequest):
+    """The memory plan predicts more GPU memory than the card has, for a job or for the engine's settings.
+
+    Raised before any weights are read or any step runs, naming the setting that would fit.
+    """
+
+    code = "gpu_memory_too_small"

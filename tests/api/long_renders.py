@@ -39,8 +39,8 @@ def decoded_audio(path: Path) -> np.ndarray:
 def uninterrupted(image: Path, audio: Path, folder: Path) -> list[str]:
     """The frames of the job rendered in one go, in this process (cached beside its inputs)."""
     from infinitetalk.engines.preview.engine import PreviewEngine
+    from infinitetalk.render.render import render
     from infinitetalk.schema import GenerationRequest
-    from infinitetalk.workers.render import render
 
     cached = folder / "uninterrupted.json"
     if not cached.exists():

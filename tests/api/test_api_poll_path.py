@@ -12,10 +12,10 @@ from api_servers import settings_for
 from sqlalchemy import inspect, select
 
 from infinitetalk.engines.instant import InstantEngine
-from infinitetalk.tasks.errors import NotFound
+from infinitetalk.errors import NotFound
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.keys import create_key
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus, utcnow
-from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.views import task_public
 
 

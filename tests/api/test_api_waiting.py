@@ -12,8 +12,8 @@ from sqlalchemy import event
 
 from infinitetalk.api.waiting import task_events, wait_for_end
 from infinitetalk.engines.instant import InstantEngine
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.models import TaskStatus
-from infinitetalk.tasks.runtime import Runtime
 
 WAITERS = 100
 

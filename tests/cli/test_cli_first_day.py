@@ -103,8 +103,8 @@ def test_the_resume_hint_pasted_into_a_shell_runs(tmp_path: Path) -> None:
 def sqlite_with_a_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A data folder whose store has one live worker row (a registration as `worker` makes, beating)."""
     from infinitetalk.config import Settings
+    from infinitetalk.runtime.fleet import WorkerRegistration
     from infinitetalk.tasks.db import open_database
-    from infinitetalk.tasks.fleet import WorkerRegistration
 
     data = tmp_path_factory.mktemp("data")
     db, sessions = open_database(Settings(data_dir=data))

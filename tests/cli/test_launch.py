@@ -13,9 +13,9 @@ import typer
 from torch.distributed.run import get_args_parser
 from typer.testing import CliRunner
 
-from infinitetalk.cli import launch
 from infinitetalk.cli.main import app
 from infinitetalk.errors import InvalidRequest
+from infinitetalk.runtime import launch
 
 
 @pytest.mark.parametrize(

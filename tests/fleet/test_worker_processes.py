@@ -21,8 +21,8 @@ from api_servers import make_key, settings_for, wait_until
 from fleet_procs import Workers, fleet_env
 from services import RedisServer
 
+from infinitetalk.runtime.fleet import live_workers
 from infinitetalk.tasks.db import open_database
-from infinitetalk.tasks.fleet import live_workers
 from infinitetalk.tasks.models import WorkerRow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "neural"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from infinitetalk.cli import launch
+from infinitetalk.runtime import launch
 
 
 def _rank(rank: int, world: int, port: int, body: Callable[..., None], args: tuple) -> None:

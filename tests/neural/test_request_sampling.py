@@ -50,7 +50,7 @@ def test_a_fast_job_keeps_the_engine_mode_without_the_lora(engines: dict) -> Non
 
 def test_the_request_field_reaches_the_engine_job(tmp_path, grace_hopper_path, short_speech_wav) -> None:
     from infinitetalk.config import Settings
-    from infinitetalk.workers.inputs import prepare
+    from infinitetalk.render.inputs import prepare
 
     def job(**fields: object) -> EngineJob:
         request = GenerationRequest(image=str(grace_hopper_path), audio=[str(short_speech_wav)], **fields)

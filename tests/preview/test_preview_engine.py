@@ -13,8 +13,8 @@ from infinitetalk.errors import NoFaceDetected
 from infinitetalk.eval import mouth_aperture, sync_score
 from infinitetalk.eval.video import iter_frames
 from infinitetalk.media.probe import probe
+from infinitetalk.render.render import render
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.workers.render import render
 
 ENGINE = PreviewEngine()
 

@@ -14,8 +14,8 @@ from infinitetalk.eval import mouth_aperture, sync_score
 from infinitetalk.eval.video import iter_frames
 from infinitetalk.media.audio import decode_audio
 from infinitetalk.media.video import Mp4Writer
+from infinitetalk.render.render import render
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.workers.render import render
 
 ENGINE = PreviewEngine()
 LEFT, RIGHT = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import Gone, NotFound
 from infinitetalk.storage import LocalStorage
 from infinitetalk.storage.retention import sweep
-from infinitetalk.tasks.errors import Gone, NotFound
 
 
 def _storage(tmp_path: Path, **extra: object) -> tuple[LocalStorage, Settings]:

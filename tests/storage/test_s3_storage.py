@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from concurrent.futures import ThreadPoolExecutor
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,11 +17,11 @@ import pytest
 from services import S3Server, free_ports
 
 from infinitetalk.config import Settings
-from infinitetalk.storage import LocalStorage, StorageUnavailable, open_storage
+from infinitetalk.errors import Gone, NotFound, StorageUnavailable
+from infinitetalk.storage import LocalStorage, open_storage
 from infinitetalk.storage.base import sign
 from infinitetalk.storage.retention import sweep
 from infinitetalk.storage.s3 import S3Storage, parse_url
-from infinitetalk.tasks.errors import Gone, NotFound
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infinitetalk.errors import Gone
 from infinitetalk.storage import OutputMirror, Storage
-from infinitetalk.tasks.errors import Gone
-
 
 
 def test_a_task_round_trip(storage: Storage) -> None:

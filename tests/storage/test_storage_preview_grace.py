@@ -9,8 +9,8 @@ import urllib.parse
 
 import pytest
 
+from infinitetalk.errors import Gone
 from infinitetalk.storage import OutputMirror, Storage
-from infinitetalk.tasks.errors import Gone
 
 DAY = 24 * 3600
 

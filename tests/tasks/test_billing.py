@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import InsufficientBalance
 from infinitetalk.schema import AudioLayout
 from infinitetalk.tasks import billing
 from infinitetalk.tasks.db import at_head, open_database
-from infinitetalk.tasks.errors import InsufficientBalance
 from infinitetalk.tasks.keys import authenticate, create_key, revoke_key
 from infinitetalk.tasks.models import MICROS, ApiKey, LedgerEntry
 

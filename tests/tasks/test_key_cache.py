@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import Unauthorized
 from infinitetalk.tasks.db import open_database
-from infinitetalk.tasks.errors import Unauthorized
 from infinitetalk.tasks.keys import KeyCache, create_key, revoke_key
 
 

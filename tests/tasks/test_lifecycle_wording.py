@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import update
 
 from infinitetalk.engines.instant import InstantEngine
+from infinitetalk.runtime.metrics import Metrics
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.lifecycle import TaskLifecycle
-from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import Task, TaskStatus, utcnow
-from infinitetalk.tasks.runtime import Runtime
 
 LOGGER = "infinitetalk.tasks"
 

@@ -11,10 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InputTooLarge, InvalidRequest
+from infinitetalk.errors import InputTooLarge, InvalidRequest, NotFound, TooManyRequests
 from infinitetalk.storage import LocalStorage
 from infinitetalk.tasks.db import open_database
-from infinitetalk.tasks.errors import NotFound, TooManyRequests
 from infinitetalk.tasks.models import Upload
 from infinitetalk.tasks.uploads import Uploads, clean_filename
 

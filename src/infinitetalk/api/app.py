@@ -21,8 +21,8 @@ from infinitetalk.api.playground import install_playground
 from infinitetalk.api.routes import files, health, models, tasks
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import Engine
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.schema import limits
-from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.schemas import ErrorBody, EstimateRequest, TaskCreate
 
 DESCRIPTION = """Portrait (or video) + speech -> lip-synced talking video, as asynchronous tasks.
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await run_in_threadpool(Runtime, settings, engine=engine)
+        runtime = await run_in_threadpool(Runtime, settings, engine=engine, webhook_formats=compat.WEBHOOK_FORMATS)
         runtime.start()
         app.state.runtime = runtime
         try:

@@ -13,9 +13,9 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.local_callers import NEED_A_KEY, refusal
-from infinitetalk.tasks.errors import Unauthorized
+from infinitetalk.errors import Unauthorized
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.models import ApiKey
-from infinitetalk.tasks.runtime import Runtime
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -7,13 +7,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from infinitetalk.errors import InfiniteTalkError
-from sqlalchemy.exc import SQLAlchemyError
-
-from infinitetalk.tasks.errors import ServiceBusy
+from infinitetalk.errors import InfiniteTalkError, ServiceBusy
 
 log = logging.getLogger("infinitetalk.api")
 

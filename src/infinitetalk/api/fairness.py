@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
+from infinitetalk.errors import TooManyRequests
 from infinitetalk.media.fetch import FETCH_GUARD
-from infinitetalk.tasks.errors import TooManyRequests
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.models import ApiKey
-from infinitetalk.tasks.runtime import Runtime
 
 T = TypeVar("T")
 

@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks.errors import Forbidden, HostNotAllowed, Unauthorized
+from infinitetalk.errors import Forbidden, HostNotAllowed, InfiniteTalkError, Unauthorized
 
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

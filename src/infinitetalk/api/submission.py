@@ -14,9 +14,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from infinitetalk.errors import InputTooLarge, InvalidRequest, UnsupportedMediaType
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.schema import limits
 from infinitetalk.tasks.models import ApiKey
-from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.service import request_hash
 
 #: The file fields of a submit, each with its own cap, held while the field streams in (``read_form``).

@@ -26,9 +26,9 @@ from starlette.types import Receive, Scope, Send
 
 from infinitetalk.api.deps import run_read
 from infinitetalk.api.fairness import fairness_of, key_id_of
-from infinitetalk.tasks.errors import Unauthorized
+from infinitetalk.errors import Unauthorized
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.models import ApiKey, Task
-from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.schemas import HLS_PLAYLIST, TaskPublic
 from infinitetalk.tasks.views import task_public
 

@@ -17,15 +17,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from infinitetalk.cli import launch
 from infinitetalk.cli.errors import fail
 from infinitetalk.config import get_settings
 from infinitetalk.engines import CancelToken, load_engine
 from infinitetalk.errors import Canceled, InfiniteTalkError, InvalidRequest, StorageFull
 from infinitetalk.media.disk import is_disk_full
+from infinitetalk.render.checkpoint import WorkFolder
+from infinitetalk.render.render import render
+from infinitetalk.runtime import launch
 from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution
-from infinitetalk.workers.checkpoint import WorkFolder
-from infinitetalk.workers.render import render
 
 console = Console(stderr=True)
 #: The engines a person picks from. The engine registry also has "instant" (solid frames, for API tests and

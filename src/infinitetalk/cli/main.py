@@ -57,14 +57,19 @@ app.command()(generate.generate)
 app.command()(probe.probe)
 app.add_typer(eval.app, name="eval")
 from infinitetalk.cli import models  # noqa: E402
+
 app.add_typer(models.app, name="models")
 from infinitetalk.cli import serve  # noqa: E402
+
 app.command("serve")(serve.serve)
 from infinitetalk.cli import worker  # noqa: E402
+
 app.command("worker")(worker.worker)
 from infinitetalk.cli import workers  # noqa: E402
+
 app.command("workers")(workers.workers)
 from infinitetalk.cli.keys import keys_app  # noqa: E402
+
 app.add_typer(keys_app, name="keys")
 # --- end of command registration ---
 

@@ -66,8 +66,9 @@ def serve(
 
     from infinitetalk.api import create_app
     from infinitetalk.api.connections import guarded_protocol
+    from infinitetalk.errors import Unreachable
+    from infinitetalk.runtime.startup import wait_for_parts
     from infinitetalk.tasks import keys
-    from infinitetalk.tasks.startup import Unreachable, wait_for_parts
 
     try:
         db, sessions = wait_for_parts(settings)

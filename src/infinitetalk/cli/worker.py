@@ -14,10 +14,10 @@ from pathlib import Path
 
 import typer
 
-from infinitetalk.cli import launch
 from infinitetalk.cli.errors import EXIT_CANNOT_START, fail
 from infinitetalk.cli.settings import load_settings, shown_default, where
 from infinitetalk.errors import InvalidRequest
+from infinitetalk.runtime import launch
 
 log = logging.getLogger("infinitetalk.worker")
 
@@ -151,7 +151,8 @@ def _await_weights(settings) -> None:  # noqa: ANN001 - Settings
 
 
 def _wait_for_parts(settings) -> None:  # noqa: ANN001 - Settings
-    from infinitetalk.tasks.startup import Unreachable, wait_for_parts
+    from infinitetalk.errors import Unreachable
+    from infinitetalk.runtime.startup import wait_for_parts
 
     try:
         db, _ = wait_for_parts(settings)
@@ -188,7 +189,7 @@ def _group_args(group: list[str], size: int, log_level: str) -> list[str]:
 def _serve_one(settings, gpu: str | None) -> None:  # noqa: ANN001 - Settings
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before the engine imports torch and sees the devices
-    from infinitetalk.tasks.runtime import WorkerRuntime
+    from infinitetalk.runtime.worker import WorkerRuntime
 
     log.info("worker on GPU %s; %s", gpu if gpu is not None else "none (CPU)", where(settings))
     WorkerRuntime(settings, gpu=gpu).serve()
@@ -205,7 +206,7 @@ def _serve_rank(settings) -> None:  # noqa: ANN001 - Settings
     if rank != 0:
         launch.follow(engine, ranks)
         return
-    from infinitetalk.tasks.runtime import WorkerRuntime
+    from infinitetalk.runtime.worker import WorkerRuntime
 
     gpus = os.environ[launch.JOB_ENV]
     log.info("worker on GPUs %s, one job at a time on all of them; %s", gpus, where(settings))

@@ -16,8 +16,8 @@ def workers(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per worker."),
 ) -> None:
     """Live worker processes: host, GPU, engine, current task, last heartbeat."""
+    from infinitetalk.runtime.fleet import live_workers
     from infinitetalk.tasks.db import open_database
-    from infinitetalk.tasks.fleet import live_workers
 
     settings = load_settings(database_url=database, data_dir=data_dir)
     typer.echo(where(settings, store_only=True), err=True)

@@ -2,7 +2,7 @@
 
 An engine turns an ``EngineJob`` (decoded, validated inputs at their final size and
 timing: pictures, masks and boxes are already in output pixels) into RGB frames. It knows nothing of HTTP, tasks, storage or files: the caller
-(``infinitetalk.workers.render``) resolves media, encodes the frames and muxes audio.
+(``infinitetalk.render.render``) resolves media, encodes the frames and muxes audio.
 Frames are yielded as they are made, so memory does not grow with video length and the
 encoder can stream them to disk.
 """

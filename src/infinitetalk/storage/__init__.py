@@ -7,7 +7,8 @@ with INFINITETALK_STORAGE_URL=s3://bucket/prefix, ``S3Storage`` (one bucket shar
 from __future__ import annotations
 
 from infinitetalk.config import Settings
-from infinitetalk.storage.base import OutputMirror, Storage, StorageUnavailable
+from infinitetalk.errors import StorageUnavailable
+from infinitetalk.storage.base import OutputMirror, Storage
 from infinitetalk.storage.local import LocalStorage
 
 __all__ = ["LocalStorage", "OutputMirror", "Storage", "StorageUnavailable", "open_storage"]

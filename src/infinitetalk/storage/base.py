@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks.errors import Gone, NotFound
+from infinitetalk.errors import Gone, NotFound
 
 #: A name we made: letters, digits, '_', '-' and inner dots; never '.', '..' or a hidden file.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
@@ -46,21 +45,6 @@ class Streamed:
 
 #: What a valid signed output URL leads to: a local file to send, a URL to redirect the caller to, or a stream.
 Download = Path | str | Streamed
-
-
-class StorageUnavailable(InfiniteTalkError):
-    """The file storage (an S3 bucket) did not answer or refused us. Ours and passing: a 503 with Retry-After.
-
-    The message is for the caller and names no bucket, key or endpoint; the details go to the log.
-    """
-
-    code = "storage_unavailable"
-    http_status = 503
-    retry_after = 30
-
-    def __init__(self, message: str = "the server's file storage is not answering; nothing was changed, try again "
-                 "in a minute") -> None:
-        super().__init__(message)
 
 
 class PendingFile(Protocol):

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import NotFound
 from infinitetalk.storage.base import SAFE_NAME as _SAFE_NAME
 from infinitetalk.storage.base import VIDEO_SUFFIX, check_signed, missing_output, preview_segment, sign
-from infinitetalk.tasks.errors import NotFound
 
 
 def _secret(settings: Settings) -> bytes:

@@ -39,11 +39,11 @@ import botocore.response
 from botocore.config import Config
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import StorageUnavailable
 from infinitetalk.storage.base import (
     SAFE_NAME,
     VIDEO_SUFFIX,
     Download,
-    StorageUnavailable,
     Streamed,
     check_signed,
     content_type,

@@ -19,9 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InvalidRequest
+from infinitetalk.errors import InsufficientBalance, InvalidRequest, NotFound
 from infinitetalk.schema import AudioLayout
-from infinitetalk.tasks.errors import InsufficientBalance, NotFound
 from infinitetalk.tasks.models import MICROS, ApiKey, LedgerEntry
 
 

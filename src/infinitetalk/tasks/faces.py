@@ -15,8 +15,8 @@ import numpy as np
 
 from infinitetalk.engines.base import Speaker
 from infinitetalk.engines.preview.faces import speaker_faces
+from infinitetalk.render.inputs import prepare_picture
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.workers.inputs import prepare_picture
 
 _NO_SPEECH = np.zeros(0, np.float32)  # the check needs the speakers' masks and boxes, not their audio
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infinitetalk.errors import InvalidRequest
+from infinitetalk.errors import InvalidRequest, NotFound, Unauthorized
 from infinitetalk.tasks import billing
-from infinitetalk.tasks.errors import NotFound, Unauthorized
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.models import MICROS, ApiKey, utcnow
 

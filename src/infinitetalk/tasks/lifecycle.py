@@ -26,17 +26,16 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import EngineError, InfiniteTalkError
+from infinitetalk.errors import InfiniteTalkError, SensitiveContent, StorageUnavailable, WorkerLost
+from infinitetalk.render.checkpoint import WorkFolder
+from infinitetalk.render.render import ChunkProgress, RenderResult
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.storage import OutputMirror, Storage, StorageUnavailable
-from infinitetalk.tasks import billing, callbacks, outbox, safety, staging
+from infinitetalk.storage import OutputMirror, Storage
+from infinitetalk.tasks import billing, outbox, safety, staging
 from infinitetalk.tasks.db import SessionFactory
-from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
+from infinitetalk.tasks.ports import Job, TaskMetrics
 from infinitetalk.tasks.views import fault_of, task_public
-from infinitetalk.workers.checkpoint import WorkFolder
-from infinitetalk.workers.render import ChunkProgress, RenderResult
-from infinitetalk.workers.runner import Job
 
 log = logging.getLogger("infinitetalk.tasks")
 
@@ -45,10 +44,6 @@ QUEUED, RUNNING = TaskStatus.QUEUED.value, TaskStatus.RUNNING.value
 
 #: What comes back to the key when a task ends (see the module's docstring).
 _NONE, _ALL, _UNMADE = "none", "all", "unmade"
-
-
-class WorkerLost(EngineError):
-    code = "worker_lost"
 
 
 def failure_code(error: InfiniteTalkError) -> str:
@@ -62,7 +57,7 @@ class TaskLifecycle:
     """Implements the runner's JobEvents, plus the caller's cancel and start-up recovery."""
 
     def __init__(self, *, sessions: SessionFactory, storage: Storage, settings: Settings,
-                 metrics: Metrics, wake_sender: Callable[[], None],
+                 metrics: TaskMetrics, wake_sender: Callable[[], None],
                  on_change: Callable[[str], None] = lambda _task_id: None, worker_id: str | None = None) -> None:
         self.sessions, self.storage, self.settings = sessions, storage, settings
         self.metrics, self._wake_sender = metrics, wake_sender
@@ -147,7 +142,7 @@ class TaskLifecycle:
     def succeeded(self, task_id: str, result: RenderResult) -> None:
         verdict = self.safety.check(result.path)  # NoChecker by default: nsfw None, "not checked"
         if verdict.flagged:
-            self.failed(task_id, safety.SensitiveContent(verdict.reason or "the output was flagged as unsafe"))
+            self.failed(task_id, SensitiveContent(verdict.reason or "the output was flagged as unsafe"))
             return
         try:
             self.storage.store_output(task_id, result.path)  # to the shared bucket (S3); in place on one machine
@@ -294,8 +289,8 @@ class TaskLifecycle:
                 task.refunded, task.refund_micros = True, amount
             if task.callback_url:
                 view = task_public(task, storage=self.storage, settings=self.settings)
-                outbox.enqueue(session, task=task, event_type=f"task.{status.value}", data=view.model_dump(mode="json"),
-                               body=callbacks.render(task, view))
+                outbox.enqueue(session, task=task, event_type=f"task.{status.value}",
+                               data=view.model_dump(mode="json"))
             elapsed = (task.finished_at - task.started_at).total_seconds() if task.started_at else None
             code = task.error_code
         self.work_folder(task_id).clear_checkpoint()  # the segments stay: the preview, until retention

@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from infinitetalk.tasks.errors import Forbidden, TooManyRequests
+from infinitetalk.errors import Forbidden, TooManyRequests
 from infinitetalk.tasks.models import UNFINISHED, ApiKey, Task, TaskStatus, utcnow
 
 WINDOW = timedelta(seconds=60)

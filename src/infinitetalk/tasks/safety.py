@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from infinitetalk.errors import InfiniteTalkError, InvalidRequest
+from infinitetalk.errors import InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,6 @@ class NoChecker:
 
     def check(self, video: Path) -> Verdict:
         return NOT_CHECKED
-
-
-class SensitiveContent(InfiniteTalkError):
-    """The checker flagged the output; the lifecycle maps the code to the failure code SensitiveContent."""
-
-    code = "sensitive_content"
-    caller_fault = True  # the caller's inputs made it: no refund, as the providers do
 
 
 def load_checker(spec: str | None) -> SafetyChecker:

@@ -18,20 +18,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InvalidRequest
+from infinitetalk.errors import Conflict, InvalidRequest, NotFound
 from infinitetalk.media.fetch import check_url
 from infinitetalk.schema import GenerationRequest, Sampling
 from infinitetalk.storage import Storage
 from infinitetalk.tasks import billing, limits, staging
 from infinitetalk.tasks.db import SessionFactory
-from infinitetalk.tasks.errors import Conflict, NotFound
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.locks import quota_lock
-from infinitetalk.tasks.metrics import Metrics
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
+from infinitetalk.tasks.ports import Dispatcher, TaskMetrics
 from infinitetalk.tasks.schemas import Estimate, EstimateRequest
 from infinitetalk.tasks.uploads import Uploads
-from infinitetalk.workers.dispatcher import Dispatcher
 
 log = logging.getLogger("infinitetalk.tasks")
 
@@ -46,7 +44,7 @@ def model_for(request: GenerationRequest) -> str:
 
 class TaskService:
     def __init__(self, *, sessions: SessionFactory, storage: Storage, uploads: Uploads, settings: Settings,
-                 lifecycle: TaskLifecycle, dispatcher: Dispatcher, metrics: Metrics,
+                 lifecycle: TaskLifecycle, dispatcher: Dispatcher, metrics: TaskMetrics,
                  reads: Engine | None = None) -> None:
         self.sessions, self.storage, self.uploads, self.settings = sessions, storage, uploads, settings
         self.lifecycle, self.dispatcher, self.metrics = lifecycle, dispatcher, metrics

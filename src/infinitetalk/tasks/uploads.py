@@ -21,11 +21,10 @@ from pathlib import Path
 from sqlalchemy import BigInteger, cast, delete, func, select, update
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InputTooLarge, InvalidRequest
+from infinitetalk.errors import Conflict, InputTooLarge, InvalidRequest, NotFound, TooManyRequests
 from infinitetalk.storage import Storage
 from infinitetalk.storage.base import PendingFile
 from infinitetalk.tasks.db import SessionFactory
-from infinitetalk.tasks.errors import Conflict, NotFound, TooManyRequests
 from infinitetalk.tasks.locks import quota_lock
 from infinitetalk.tasks.models import Upload, utcnow
 

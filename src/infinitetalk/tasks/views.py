@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.render.checkpoint import PLAYLIST
 from infinitetalk.storage import Storage
 from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
 from infinitetalk.tasks.schemas import (
@@ -20,8 +21,6 @@ from infinitetalk.tasks.schemas import (
     TaskTimings,
     TaskUrls,
 )
-from infinitetalk.workers.checkpoint import PLAYLIST
-
 
 #: What a failed task's ``error_detail`` column holds: whose fault the failure was (providers need it
 #: to pick their code and HTTP status; the refund followed it too).

@@ -11,9 +11,21 @@ from fastapi import APIRouter
 # Order matters where paths overlap: EachLabs' /v1/prediction before Segmind's POST /v1/{slug}, and Segmind's
 # literal /v2/requests/... before RunPod's /v2/{endpoint_id}/...
 from infinitetalk.api.compat import apixo, eachlabs, runpod, segmind, wavespeed
+from infinitetalk.api.compat.apixo.protocol import envelope, task_data
+from infinitetalk.api.compat.eachlabs.protocol import webhook as eachlabs_webhook
+from infinitetalk.api.compat.runpod.protocol import job as runpod_job
+from infinitetalk.tasks.outbox import WebhookFormat
 
 router = APIRouter()
 for _provider in (apixo, eachlabs, segmind, wavespeed, runpod):
     router.include_router(_provider.router)
 
-__all__ = ["router"]
+#: The webhook bodies their users expect, by the ``callback_format`` a task was submitted with; the API
+#: process's webhook sender formats each delivery with these (a worker process never imports them).
+WEBHOOK_FORMATS: dict[str, WebhookFormat] = {
+    "apixo": lambda task, public: envelope(task_data(task, public)),
+    "eachlabs": eachlabs_webhook,
+    "runpod": runpod_job,
+}
+
+__all__ = ["WEBHOOK_FORMATS", "router"]

@@ -23,10 +23,9 @@ from infinitetalk.api.errors import store_error
 from infinitetalk.api.fairness import fairness_of, key_id_of, run_submit
 from infinitetalk.api.submission import read_json
 from infinitetalk.api.waiting import wait_while_connected
-from infinitetalk.errors import InfiniteTalkError, InvalidRequest
-from infinitetalk.tasks.errors import TooManyRequests
+from infinitetalk.errors import InfiniteTalkError, InvalidRequest, TooManyRequests
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus
-from infinitetalk.tasks.runtime import Runtime
 from infinitetalk.tasks.schemas import VIDEO_MP4, TaskPublic
 from infinitetalk.tasks.views import task_failure, task_public
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
@@ -13,12 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.errors import ERROR_RESPONSES
 from infinitetalk.api.submission import file_chunks, form_file
+from infinitetalk.render.checkpoint import PLAYLIST
 from infinitetalk.schema import limits
 from infinitetalk.storage.base import Streamed, content_type
+from infinitetalk.tasks.hls import preview_playlist
 from infinitetalk.tasks.models import Upload
-from infinitetalk.tasks.preview import preview_playlist
 from infinitetalk.tasks.schemas import HLS_PLAYLIST, UploadPublic
-from infinitetalk.workers.checkpoint import PLAYLIST
 
 router = APIRouter(prefix="/v1", tags=["files"], responses=ERROR_RESPONSES)
 

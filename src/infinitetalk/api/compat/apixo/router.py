@@ -21,9 +21,7 @@ from infinitetalk.api.compat.apixo.protocol import (
     task_data,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
-from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks import callbacks
-from infinitetalk.tasks.errors import NotFound
+from infinitetalk.errors import InfiniteTalkError, NotFound
 
 #: Our status -> APIXO's documented HTTP code (oversized input is a 400 there).
 HTTP = {413: 400, 409: 400, 499: 400}
@@ -70,4 +68,3 @@ async def status_task(model: str, runtime: RuntimeDep, key: KeyDep, task_id: Ann
 
 
 # the callback carries the same {code, message, data} as the status response
-callbacks.register("apixo", lambda task, public: envelope(task_data(task, public)))

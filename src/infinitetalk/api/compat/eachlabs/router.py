@@ -11,19 +11,16 @@ from infinitetalk.api.compat.eachlabs.protocol import (
     ERRORS,
     MODELS,
     NAMES,
+    Created,
     CreatePrediction,
     CreatePredictionRequest,
-    Created,
     EachLabsLimits,
     Prediction,
     error_body,
     prediction,
-    webhook,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
-from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks import callbacks
-from infinitetalk.tasks.errors import NotFound
+from infinitetalk.errors import InfiniteTalkError, NotFound
 
 HTTP = {402: 402, 413: 400, 409: 400, 499: 400}
 
@@ -67,6 +64,3 @@ async def get_prediction(prediction_id: str, runtime: RuntimeDep, key: KeyDep) -
     """status processing | success | error; output (the video URL); metrics.predict_time in seconds."""
     task = await common.get(runtime, key, prediction_id)
     return prediction(task, common.view(runtime, task))
-
-
-callbacks.register("eachlabs", webhook)

@@ -22,9 +22,7 @@ from infinitetalk.api.compat.runpod.protocol import (
     job,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
-from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks import callbacks
-from infinitetalk.tasks.errors import Conflict, NotFound
+from infinitetalk.errors import Conflict, InfiniteTalkError, NotFound
 from infinitetalk.tasks.models import TaskStatus
 
 HTTP = {413: 400, 409: 400, 499: 400}
@@ -113,4 +111,3 @@ def health(endpoint_id: str, runtime: RuntimeDep, key: KeyDep) -> dict:
 
 
 # a ``webhook`` gets the job as the status route shows it
-callbacks.register("runpod", job)

@@ -31,10 +31,9 @@ from infinitetalk.api.compat.segmind.protocol import (
     submitted,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
-from infinitetalk.errors import InfiniteTalkError
-from infinitetalk.tasks.errors import NotFound
+from infinitetalk.errors import InfiniteTalkError, NotFound
+from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus, utcnow
-from infinitetalk.tasks.runtime import Runtime
 
 #: Our status -> Segmind's documented one: 406 is its "Insufficient Credits".
 HTTP = {402: 406, 413: 400, 409: 400, 499: 400}

@@ -29,8 +29,7 @@ from infinitetalk.api.compat.wavespeed.protocol import (
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.submission import file_chunks, form_file
-from infinitetalk.errors import InfiniteTalkError, InputTooLarge
-from infinitetalk.tasks.errors import NotFound
+from infinitetalk.errors import InfiniteTalkError, InputTooLarge, NotFound
 
 HTTP = {413: 400, 409: 400, 499: 400}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from infinitetalk.engines.base import CancelToken
-from infinitetalk.workers.dispatcher import InProcessDispatcher
-from infinitetalk.workers.tokens import DeadlineToken
+from infinitetalk.runtime.dispatcher import InProcessDispatcher
+from infinitetalk.runtime.tokens import DeadlineToken
 
 
 def test_runs_and_cancels() -> None:

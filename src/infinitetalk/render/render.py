@@ -35,10 +35,10 @@ from infinitetalk.engines.base import (
 )
 from infinitetalk.errors import EngineError, InfiniteTalkError, InvalidRequest
 from infinitetalk.media.segments import AacTrack, join_segments, write_segment
+from infinitetalk.render.checkpoint import Checkpoint, Segment, WorkFolder, fingerprint, segment_name
+from infinitetalk.render.inputs import SOUNDTRACK_RATE, PreparedJob, prepare
 from infinitetalk.schema import GenerationRequest
 from infinitetalk.storage.retention import render_scratch_prefix
-from infinitetalk.workers.checkpoint import Checkpoint, Segment, WorkFolder, fingerprint, segment_name
-from infinitetalk.workers.inputs import SOUNDTRACK_RATE, PreparedJob, prepare
 
 log = logging.getLogger(__name__)
 

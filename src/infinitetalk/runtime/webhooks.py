@@ -17,7 +17,6 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -27,6 +26,7 @@ from standardwebhooks.webhooks import Webhook
 from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.media.fetch import pinned_request
+from infinitetalk.tasks.outbox import Attempt, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +35,6 @@ POLL_S = 0.25
 LEASE_S = 60.0
 #: On stop, deliveries under way get this long to finish before they are cut (and retried after a restart).
 STOP_GRACE_S = 2.0
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: str
-    url: str
-    payload: str
-    secret: str
-    #: attempts made before this one
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Attempt:
-    at: datetime
-    status: int | None
-    error: str | None
-    ms: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
 
 
 class Outbox(Protocol):

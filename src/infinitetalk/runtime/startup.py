@@ -15,9 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InfiniteTalkError
+from infinitetalk.errors import StorageUnavailable, Unreachable
 from infinitetalk.storage import Storage, open_storage
-from infinitetalk.storage.base import StorageUnavailable
 from infinitetalk.tasks.db import SessionFactory, database_url, open_database
 
 log = logging.getLogger("infinitetalk.startup")
@@ -27,12 +26,6 @@ T = TypeVar("T")
 #: Pause after the first failed try, doubled after each one up to the longest: a minute's wait logs about
 #: fifteen lines, not sixty, and a part that comes up is still found within seconds.
 FIRST_RETRY_S, LONGEST_RETRY_S = 1.0, 5.0
-
-
-class Unreachable(InfiniteTalkError):
-    """A part this process needs did not answer within the start-up wait."""
-
-    code = "unreachable"
 
 
 def wait_for(part: str, where: str, attempt: Callable[[], T], *, retry_on: tuple[type[BaseException], ...],

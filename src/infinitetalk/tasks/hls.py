@@ -8,10 +8,10 @@ that was given the playlist can fetch every segment in it for as long as the pla
 from __future__ import annotations
 
 from infinitetalk.config import Settings
+from infinitetalk.errors import Gone
 from infinitetalk.media.segments import hls_playlist
 from infinitetalk.storage import Storage
 from infinitetalk.tasks.db import SessionFactory
-from infinitetalk.tasks.errors import Gone
 from infinitetalk.tasks.models import Task, TaskStatus
 from infinitetalk.tasks.views import base_url, preview_ended
 

@@ -12,8 +12,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from infinitetalk.runtime.fleet import live_workers
 from infinitetalk.tasks.db import SessionFactory
-from infinitetalk.tasks.fleet import live_workers
 from infinitetalk.tasks.models import Task, utcnow
 
 log = logging.getLogger("infinitetalk.health")

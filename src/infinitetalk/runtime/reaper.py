@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from infinitetalk.config import Settings
 from infinitetalk.tasks.lifecycle import TaskLifecycle
-from infinitetalk.workers.dispatcher import Dispatcher
+from infinitetalk.tasks.ports import Dispatcher
 
 log = logging.getLogger(__name__)
 

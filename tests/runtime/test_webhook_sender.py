@@ -13,11 +13,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from infinitetalk.config import Settings
+from infinitetalk.runtime.webhooks import WebhookSender, retry_delay, signed_headers
 from infinitetalk.tasks.db import SessionFactory, open_database
 from infinitetalk.tasks.keys import new_webhook_secret
 from infinitetalk.tasks.models import Task, WebhookDelivery, utcnow
-from infinitetalk.tasks.outbox import Outbox, enqueue
-from infinitetalk.workers.webhooks import Delivery, WebhookSender, retry_delay, signed_headers
+from infinitetalk.tasks.outbox import Delivery, Outbox, enqueue
 
 
 def test_signature_verifies_with_standardwebhooks() -> None:

@@ -12,8 +12,8 @@ from infinitetalk.config import Settings
 from infinitetalk.errors import InvalidRequest
 from infinitetalk.media.audio import probe_duration
 from infinitetalk.media.video import Mp4Writer
+from infinitetalk.render.inputs import lay_out, prepare
 from infinitetalk.schema import AudioLayout, GenerationRequest
-from infinitetalk.workers.inputs import lay_out, prepare
 
 SETTINGS = Settings()
 

@@ -1,7 +1,7 @@
 """Dispatch: hand a task id to something that will run it.
 
 ``InProcessDispatcher`` is a thread pool in the API process (the default on one machine). A broker-backed
-dispatcher (workers on other machines) implements the same three methods.
+dispatcher (workers on other machines, ``runtime.broker``) implements the same protocol, ``tasks.ports.Dispatcher``.
 """
 
 from __future__ import annotations
@@ -10,25 +10,10 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
 
 from infinitetalk.engines.base import CancelToken
 
 log = logging.getLogger(__name__)
-
-
-class Dispatcher(Protocol):
-    def submit(self, task_id: str) -> None: ...
-
-    def cancel(self, task_id: str) -> bool:
-        """Ask a running task to stop at its next boundary; False if it is not running here."""
-        ...
-
-    def running(self) -> frozenset[str]:
-        """Ids of the tasks this process runs now (none, when workers elsewhere run them)."""
-        ...
-
-    def shutdown(self) -> None: ...
 
 
 class InProcessDispatcher:

@@ -11,59 +11,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
-from infinitetalk.errors import Canceled, EngineError, InfiniteTalkError, StorageFull
+from infinitetalk.errors import Canceled, EngineError, InfiniteTalkError, StorageFull, TaskTimeout
 from infinitetalk.media.disk import is_disk_full
-from infinitetalk.schema import GenerationRequest
-from infinitetalk.workers.checkpoint import WorkFolder
-from infinitetalk.workers.render import ChunkProgress, RenderResult, join_finished, render
-from infinitetalk.workers.tokens import DeadlineToken, TaskTimeout
+from infinitetalk.render.render import RenderResult, join_finished, render
+from infinitetalk.runtime.tokens import DeadlineToken
+from infinitetalk.tasks.ports import Job, JobEvents
 
 log = logging.getLogger(__name__)
 
 #: Least time between two progress writes; each is also a heartbeat and a look at the cancel flag.
 HEARTBEAT_S = 0.5
-
-
-@dataclass(frozen=True)
-class Job:
-    task_id: str
-    #: Media refs point at local files already fetched into the task's input folder.
-    request: GenerationRequest
-    output_path: Path
-    #: Where the render keeps its segments and checkpoint: a requeued task resumes from there.
-    work: WorkFolder | None = None
-
-
-class JobEvents(Protocol):
-    def start(self, task_id: str) -> Job | None:
-        """Mark the task running; None when it must not run (canceled while queued, unknown)."""
-        ...
-
-    def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:
-        """Record progress; True when someone asked the task to stop."""
-        ...
-
-    def chunk_done(self, task_id: str, done: ChunkProgress) -> None:
-        """A chunk and its preview segment are finished and stored."""
-        ...
-
-    def succeeded(self, task_id: str, result: RenderResult) -> None: ...
-
-    def failed(self, task_id: str, error: InfiniteTalkError) -> None: ...
-
-    def canceled(self, task_id: str, partial: RenderResult | None = None) -> None:
-        """The caller stopped the task while it ran; ``partial``: the video of the chunks it finished."""
-        ...
-
-    def requeue(self, task_id: str) -> None:
-        """Put a running task back in the queue (this process is stopping)."""
-        ...
 
 
 class _Progress:

@@ -1,46 +1,45 @@
-"""Everything a process runs, wired together.
+"""What an API server runs, wired together (a fleet's worker process is ``runtime.worker``).
 
-``Runtime``: an API server (store, storage, lifecycle, webhooks, sweep, reaper) with its render threads on
-one machine, or, when a broker URL is set, without an engine, handing tasks to the queue. ``WorkerRuntime``:
-a worker process of a fleet, one per GPU: the engine loaded once, one task at a time from the queue.
+``Runtime``: the store, storage, lifecycle, webhook sender, sweep and reaper, with its render threads on one
+machine, or, when a broker URL is set, without an engine, handing tasks to the queue.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
+from collections.abc import Mapping
 
-import dramatiq
-from sqlalchemy import Engine, event
+from sqlalchemy import event
+from sqlalchemy.engine import Engine as Database
 
 from infinitetalk.config import Settings
-from infinitetalk.engines.base import CancelToken, Engine
+from infinitetalk.engines import load_engine
+from infinitetalk.engines.base import Engine
+from infinitetalk.runtime.broker import DramatiqDispatcher, TaskQueue
+from infinitetalk.runtime.dispatcher import InProcessDispatcher
+from infinitetalk.runtime.fleet import live_workers
+from infinitetalk.runtime.metrics import Metrics, PartWatch
+from infinitetalk.runtime.reaper import Reaper
+from infinitetalk.runtime.runner import TaskRunner
+from infinitetalk.runtime.startup import redacted
+from infinitetalk.runtime.watch import TaskWatch
+from infinitetalk.runtime.webhooks import WebhookSender
 from infinitetalk.storage import open_storage
 from infinitetalk.storage.base import check_reachable
 from infinitetalk.storage.retention import Sweeper, remove_dead_render_scratch, remove_orphan_partials
 from infinitetalk.tasks.db import at_head, make_engine, open_database, session_factory
-from infinitetalk.tasks.fleet import WorkerRegistration, live_workers
 from infinitetalk.tasks.keys import KeyCache
 from infinitetalk.tasks.lifecycle import TaskLifecycle
-from infinitetalk.tasks.metrics import Metrics, PartWatch
-from infinitetalk.tasks.outbox import Outbox
-from infinitetalk.tasks.reaper import Reaper
+from infinitetalk.tasks.outbox import Outbox, WebhookFormat
 from infinitetalk.tasks.service import TaskService
-from infinitetalk.tasks.startup import redacted
-from infinitetalk.tasks.watch import TaskWatch
 from infinitetalk.tasks.uploads import Uploads
-from infinitetalk.workers.broker import QUEUE, DramatiqDispatcher, TaskQueue
-from infinitetalk.workers.dispatcher import InProcessDispatcher
-from infinitetalk.engines import load_engine
-from infinitetalk.workers.runner import Job, TaskRunner
-from infinitetalk.workers.webhooks import WebhookSender
 
 log = logging.getLogger("infinitetalk.tasks")
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+    def __init__(self, settings: Settings, *, engine: Engine | None = None,
+                 webhook_formats: Mapping[str, WebhookFormat] | None = None) -> None:
         self.settings = settings
         self.db, self.sessions = open_database(settings)
         self.reads = _read_engine(self.db, settings)  # status polls, lists and key checks
@@ -52,7 +51,7 @@ class Runtime:
         self.parts = PartWatch()
         self.metrics = Metrics(self.sessions, broker_depth=self.queue.depth if self.queue else None,
                                parts=self.parts, local_workers=0 if self.fleet else settings.workers)
-        self.outbox = Outbox(self.sessions, settings)
+        self.outbox = Outbox(self.sessions, settings, formats=webhook_formats)
         self.sender = WebhookSender(self.outbox, settings)
         self.watch = TaskWatch(self.sessions, settings)  # what SSE and `Prefer: wait` clients wait on
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
@@ -131,7 +130,7 @@ class Runtime:
         self.reads.dispose()
 
 
-def _read_engine(db: Engine, settings: Settings) -> Engine:
+def _read_engine(db: Database, settings: Settings) -> Database:
     """Where status polls, lists and key checks read. SQLite: a read-only pool of their own. A writer queued on
     SQLite's write lock holds a connection of the shared pool for as long as it waits (busy_timeout), so fifteen
     of them (QueuePool: 5 + 10 overflow) left every poll waiting for a connection until they gave up, though a
@@ -146,81 +145,3 @@ def _read_engine(db: Engine, settings: Settings) -> Engine:
 def _query_only(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API types
     # a write slipped into a read path would queue on the lock again; this way it fails at once, in tests
     dbapi_connection.execute("PRAGMA query_only=ON")
-
-
-class _Registered:
-    """The lifecycle's JobEvents, plus: a task this worker claimed shows on its row (a message for a task
-    someone else holds is dropped without ever showing there)."""
-
-    def __init__(self, events: TaskLifecycle, registration: WorkerRegistration) -> None:
-        self._events, self._registration = events, registration
-
-    def start(self, task_id: str) -> Job | None:
-        job = self._events.start(task_id)
-        if job is not None:
-            self._registration.working_on(task_id)
-        return job
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._events, name)
-
-
-class WorkerRuntime:
-    """A worker process: runs tasks from the queue on its engine, one at a time, until SIGTERM."""
-
-    def __init__(self, settings: Settings, *, gpu: str | None = None, engine: Engine | None = None) -> None:
-        if not settings.broker_url:
-            raise ValueError("a worker needs a broker: set INFINITETALK_BROKER_URL (redis://...)")
-        self.settings = settings
-        self.db, self.sessions = open_database(settings)
-        self.storage = open_storage(settings)
-        self.engine = engine or load_engine(settings)
-        self.registration = WorkerRegistration(self.sessions, gpu=gpu, engine=self.engine.name)
-        self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
-                                       metrics=Metrics(self.sessions), wake_sender=lambda: None,
-                                       worker_id=self.registration.id)
-        self.runner = TaskRunner(engine=self.engine, settings=settings,
-                                 events=_Registered(self.lifecycle, self.registration))
-        self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s, run=self._run)
-        self._current: CancelToken | None = None
-        self._stopping = threading.Event()
-
-    def _run(self, task_id: str) -> None:
-        if self._stopping.is_set():  # taken from the queue as we stop: leave it for another worker
-            self.queue.send(task_id)
-            return
-        token = self.runner.new_token()
-        self._current = token
-        try:
-            self.runner.run(task_id, token)
-        finally:
-            self._current = None
-            self.registration.working_on(None)
-        if getattr(token, "stopping", False):
-            self.queue.send(task_id)  # the runner put it back in the store; now another worker may take it
-
-    def serve(self) -> None:
-        """Take tasks until SIGTERM or SIGINT; then stop the current task at its next step, queue it again
-        for another worker, and exit."""
-        # worker_timeout caps the consumer's back-off while the queue is empty: 1 s by default, which a task
-        # submitted to an idle fleet would wait on top of everything else
-        worker = dramatiq.Worker(self.queue.broker, queues={QUEUE}, worker_threads=1, worker_timeout=100)
-        worker.queue_prefetch = 1  # hold no task while another one runs here: a free GPU elsewhere takes it
-        # the handlers first: this process's row is already live, and a stop that killed it here would leave
-        # the row looking alive until its heartbeat aged out
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self._stopping.set())
-        remove_dead_render_scratch()  # a killed worker's, before this one renders
-        worker.start()
-        log.info("worker %s ready: engine %s", self.registration.id, self.engine.name)
-        try:
-            self._stopping.wait()
-        finally:
-            log.info("worker %s stopping", self.registration.id)
-            current = self._current
-            if current is not None:
-                getattr(current, "stop", current.cancel)()
-            worker.stop(timeout=int(self.settings.task_timeout_s * 1000))
-            self.registration.stop()
-            self.queue.close()
-            self.db.dispose()

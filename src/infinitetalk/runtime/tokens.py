@@ -5,14 +5,6 @@ from __future__ import annotations
 import time
 
 from infinitetalk.engines.base import CancelToken
-from infinitetalk.errors import InfiniteTalkError
-
-
-class TaskTimeout(InfiniteTalkError):
-    """A task ran past ``task_timeout_s``: our limit, so not the caller's fault (refunded)."""
-
-    code = "timeout"
-    http_status = 504
 
 
 class DeadlineToken(CancelToken):

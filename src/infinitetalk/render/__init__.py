@@ -1,0 +1,1 @@
+"""Rendering one request end to end: its inputs, its chunks, their checkpoints and segments, the MP4."""
