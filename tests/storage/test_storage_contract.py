@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.parse
 from pathlib import Path
 
 import httpx
@@ -30,8 +29,8 @@ def test_a_task_round_trip(storage: Storage) -> None:
     assert not storage.input_dir("task_c").exists()
 
     expires = int(time.time()) + 60
-    query = urllib.parse.urlsplit(storage.signed_url("http://h", "task_c", "video.mp4", expires)).query
-    target = storage.open_signed("task_c", "video.mp4", expires=expires, sig=urllib.parse.parse_qs(query)["sig"][0])
+    sig = storage.sign("task_c", "video.mp4", expires)
+    target = storage.open_signed("task_c", "video.mp4", expires=expires, sig=sig)
     data = target.read_bytes() if isinstance(target, Path) else httpx.get(target).content
     assert data == b"video"
     with storage.local_output("task_c", "video.mp4") as path:
@@ -39,7 +38,7 @@ def test_a_task_round_trip(storage: Storage) -> None:
 
     assert storage.delete_expired(output_ttl_s=60, upload_ttl_s=60, stale_s=60, now=time.time() + 3600) == (1, 0)
     with pytest.raises(Gone):
-        storage.open_signed("task_c", "video.mp4", expires=expires, sig=urllib.parse.parse_qs(query)["sig"][0])
+        storage.open_signed("task_c", "video.mp4", expires=expires, sig=sig)
 
 
 def test_an_upload_is_whole_or_nothing(storage: Storage, tmp_path: Path) -> None:

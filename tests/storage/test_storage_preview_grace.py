@@ -5,7 +5,6 @@ segment's URL then answers 410 with what to fetch instead."""
 from __future__ import annotations
 
 import time
-import urllib.parse
 
 import pytest
 
@@ -30,8 +29,7 @@ def _render(storage: Storage, task_id: str, *, video: bool) -> None:
 
 def _open(storage: Storage, task_id: str, name: str) -> object:
     expires = int(time.time()) + 3600
-    query = urllib.parse.urlsplit(storage.signed_url("http://h", task_id, name, expires)).query
-    return storage.open_signed(task_id, name, expires=expires, sig=urllib.parse.parse_qs(query)["sig"][0])
+    return storage.open_signed(task_id, name, expires=expires, sig=storage.sign(task_id, name, expires))
 
 
 def test_a_finished_tasks_segments_go_after_the_grace(storage: Storage) -> None:

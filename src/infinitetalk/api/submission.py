@@ -35,7 +35,7 @@ def file_chunks(upload: UploadFile, digest: hashlib._Hash | None = None) -> Iter
         yield chunk
 
 
-async def read_json(request: Request) -> tuple[dict, str]:
+async def read_json(request: Request) -> dict:
     if _no_body(request):  # nothing to read, nothing a page could send: the plain 400, whatever its type
         raise InvalidRequest("the body is empty; send a JSON object with 'Content-Type: application/json'")
     _need_json_type(request.headers.get("content-type", ""))
@@ -55,7 +55,7 @@ async def read_json(request: Request) -> tuple[dict, str]:
         raise InvalidRequest(f"the body is not valid JSON ({exc})") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the body must be a JSON object")
-    return payload, request_hash(payload)
+    return payload
 
 
 def _no_body(request: Request) -> bool:
@@ -76,7 +76,8 @@ def _need_json_type(content_type: str) -> None:
 async def read_multipart(request: Request, runtime: Runtime, key: ApiKey | None,
                          made: list[str] | None = None) -> tuple[dict, str]:
     """Files go to uploads (their refs into the payload, their ids into ``made``); text fields are values,
-    `request` a JSON object."""
+    `request` a JSON object. Also the form's hash for Idempotency-Key: each file by its bytes, since the upload
+    ids in the payload are new on every submit."""
     form = await read_form(request)
     payload: dict = {}
     hashed: list[tuple[str, str]] = []
@@ -164,12 +165,14 @@ async def form_file(request: Request, name: str) -> UploadFile:
 
 
 async def read_submission(request: Request, runtime: Runtime, key: ApiKey | None,
-                          made: list[str] | None = None) -> tuple[dict, str]:
-    """A submit's body; a multipart form's files become uploads, their ids into ``made`` (see drop_uploads)."""
+                          made: list[str] | None = None) -> tuple[dict, str | None]:
+    """A submit's body and, for a multipart form, its hash; a JSON body's hash is the task service's own
+    (``request_hash`` of the payload), so it has none here. A form's files become uploads, their ids into
+    ``made`` (see drop_uploads)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         return await read_multipart(request, runtime, key, made)
-    return await read_json(request)
+    return await read_json(request), None
 
 
 async def drop_uploads(runtime: Runtime, made: list[str]) -> None:

@@ -6,8 +6,9 @@ A task's files move through storage in three ways, and the interface is shaped b
   the task; the worker that runs it asks ``open_inputs`` for a local folder holding them (the same folder on one
   machine, a fresh download on another). Requests name their inputs relative to that folder.
 - outputs: a worker renders into a local file (``output_path``), then ``store_output`` makes it the task's output.
-  Callers get our own signed, expiring URL (``signed_url``); ``open_signed`` checks it and answers with a local
-  file to send or a URL (presigned, no longer-lived than ours) to redirect to.
+  Callers get a link to the API's own file route, which storage signs (``sign``: which file, until when) and the
+  API builds (``tasks.views.file_url``); ``open_signed`` checks it and answers with a local file to send or a URL
+  (presigned, no longer-lived than ours) to redirect to.
 - uploads: written once (``new_upload``: the bytes go to a local file, then ``commit``), read by whichever API
   process stages the task that uses them (``copy_upload``).
 
@@ -100,7 +101,10 @@ class Storage(Protocol):
         """A stored output as a local file, for as long as the block runs. FileNotFoundError when it is gone."""
         ...
 
-    def signed_url(self, base_url: str, task_id: str, name: str, expires: int) -> str: ...
+    def sign(self, task_id: str, name: str, expires: int) -> str:
+        """The signature of a link to the output ``name`` that lasts until ``expires`` (Unix seconds): the same
+        on every process that shares the storage, and across restarts."""
+        ...
 
     def check_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> None:
         """NotFound (bad name or signature) or Gone (expired) unless a signed URL is valid; no file needed (the

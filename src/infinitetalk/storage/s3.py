@@ -253,9 +253,8 @@ class S3Storage:
                     raise
             yield target
 
-    def signed_url(self, base_url: str, task_id: str, name: str, expires: int) -> str:
-        query = urllib.parse.urlencode({"expires": expires, "sig": sign(self._key, task_id, name, expires)})
-        return f"{base_url.rstrip('/')}/v1/files/{task_id}/{name}?{query}"
+    def sign(self, task_id: str, name: str, expires: int) -> str:
+        return sign(self._key, task_id, name, expires)
 
     def check_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> None:
         check_signed(self._key, task_id, name, expires, sig)

@@ -13,7 +13,7 @@ from infinitetalk.media.segments import hls_playlist
 from infinitetalk.storage import Storage
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.models import Task, TaskStatus
-from infinitetalk.tasks.views import base_url, preview_ended
+from infinitetalk.tasks.views import base_url, file_url, preview_ended
 
 
 def preview_playlist(sessions: SessionFactory, storage: Storage, settings: Settings, task_id: str, *,
@@ -28,5 +28,5 @@ def preview_playlist(sessions: SessionFactory, storage: Storage, settings: Setti
         raise Gone("the live preview ended with the task: its segments were deleted a few minutes after the video "
                    "was finished; download the video from the task's outputs")
     base = base_url(task, settings)
-    return hls_playlist([(storage.signed_url(base, task_id, name, expires), seconds) for name, seconds in segments],
+    return hls_playlist([(file_url(storage, base, task_id, name, expires), seconds) for name, seconds in segments],
                         ended=task.state is TaskStatus.SUCCEEDED)

@@ -23,6 +23,7 @@ from infinitetalk.media.fetch import check_url
 from infinitetalk.schema import GenerationRequest, Sampling
 from infinitetalk.storage import Storage
 from infinitetalk.tasks import billing, limits, staging
+from infinitetalk.tasks.catalog import model_id
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.locks import quota_lock
@@ -35,11 +36,9 @@ log = logging.getLogger("infinitetalk.tasks")
 
 
 def request_hash(payload: dict) -> str:
+    """What an Idempotency-Key is matched against: the body as canonical JSON (key order ignored). Rows keep it,
+    so these bytes never change: a retry across an upgrade must still find its task."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def model_for(request: GenerationRequest) -> str:
-    return f"infinitetalk/{request.mode.value}"
 
 
 class TaskService:
@@ -71,7 +70,7 @@ class TaskService:
         payload = dict(payload)
         callback_url = payload.pop("callback_url", None)
         request = GenerationRequest.parse(payload)
-        model = model_for(request)
+        model = model_id(request.mode)
         limits.check_model(key, model)
         if callback_url is not None:
             if not isinstance(callback_url, str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -126,7 +127,7 @@ def _preview(task: Task, base: str, storage: Storage, expires_at: datetime) -> T
     if not segments or task.state not in (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SUCCEEDED):
         return None
     expires = int(_aware(expires_at).timestamp())
-    return TaskOutput(name=PLAYLIST, url=storage.signed_url(base, task.id, PLAYLIST, expires),
+    return TaskOutput(name=PLAYLIST, url=file_url(storage, base, task.id, PLAYLIST, expires),
                       expires_at=_aware(expires_at), content_type=HLS_PLAYLIST,
                       duration_s=round(sum(seconds for _, seconds in segments), 3))
 
@@ -142,6 +143,13 @@ def base_url(task: Task, settings: Settings) -> str:
     return (settings.public_url or task.base_url).rstrip("/")
 
 
+def file_url(storage: Storage, base: str, task_id: str, name: str, expires: int) -> str:
+    """The link to one of a task's stored files: the API's file route, with the signature that lets whoever
+    holds it fetch that file until ``expires`` (no key needed)."""
+    query = urllib.parse.urlencode({"expires": expires, "sig": storage.sign(task_id, name, expires)})
+    return f"{base.rstrip('/')}/v1/files/{task_id}/{name}?{query}"
+
+
 def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPublic:
     base = base_url(task, settings)
     outputs, expired = [], False
@@ -154,7 +162,7 @@ def task_public(task: Task, *, storage: Storage, settings: Settings) -> TaskPubl
         expires = int(_aware(expires_at).timestamp())
         if not expired:
             outputs = [
-                TaskOutput(name=name, url=storage.signed_url(base, task.id, name, expires),
+                TaskOutput(name=name, url=file_url(storage, base, task.id, name, expires),
                            expires_at=_aware(expires_at), **meta)
                 for name, meta in task.outputs.items()
             ]

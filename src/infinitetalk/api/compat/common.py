@@ -7,13 +7,14 @@ and a thin router that maps them to a GenerationRequest and the task back to its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,6 +33,24 @@ from infinitetalk.tasks.views import task_failure, task_public
 M = TypeVar("M", bound=BaseModel)
 #: Turns one of our errors into the provider's error response.
 ErrorRenderer = Callable[[InfiniteTalkError], Response]
+#: A provider's error body for one of our errors and the HTTP status it is answered with.
+ErrorBody = Callable[[InfiniteTalkError, int], dict]
+
+#: Our statuses the providers do not document -> the one they do: an input over a cap (413), a conflict (409:
+#: a reused idempotency key, a task already finished) and a task the caller stopped (499) are a 400 there.
+PROVIDER_STATUS: Mapping[int, int] = {413: 400, 409: 400, 499: 400}
+
+
+def error_renderer(body: ErrorBody, statuses: Mapping[int, int] = PROVIDER_STATUS) -> ErrorRenderer:
+    """Our errors answered in a provider's ``body`` shape, with the status ``statuses`` maps ours to and the
+    Retry-After of an error that says when to try again."""
+
+    def render(exc: InfiniteTalkError) -> JSONResponse:
+        status = statuses.get(exc.http_status, exc.http_status)
+        headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+        return JSONResponse(body(exc, status), status_code=status, headers=headers)
+
+    return render
 
 
 def translating_route(render: ErrorRenderer) -> type[APIRoute]:
@@ -67,7 +86,7 @@ def invalid(errors: list) -> InvalidRequest:
 
 async def read_body(request: Request, model: type[M]) -> M:
     """The JSON body as the provider's wire model; pydantic's first error as one InvalidRequest."""
-    payload, _ = await read_json(request)
+    payload = await read_json(request)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

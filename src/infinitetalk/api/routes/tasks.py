@@ -135,7 +135,7 @@ async def estimate(request: Request, runtime: RuntimeDep, key: KeyDep) -> Estima
     """Probe the audio and price it, without creating a task. Takes the same bodies as POST /v1/tasks
     (JSON, or multipart with files; fields other than audio, audio_layout and resolution are ignored)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        payload, _ = await read_json(request)
+        payload = await read_json(request)
         return await run_submit(runtime, key, partial(runtime.service.estimate, key=key, payload=payload),
                                 estimate=True)
     made: list[str] = []  # the form's files, kept only while they are priced

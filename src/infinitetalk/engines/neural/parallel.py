@@ -1,51 +1,7 @@
 """One neural job across the GPUs of one machine: guidance-pass parallel plus sequence parallel.
 
-Every rank runs the same pipeline (SPMD, ``torchrun``) and holds the whole model; ``enable_parallel``
-makes the transformer's forward share the work and hand every rank the whole prediction, so the
-sampler, the VAE and the loop stay single-process code. Rank 0 writes the video.
-
-A forward with ``n`` batched guidance passes on ``W`` ranks runs as ``P = gcd(n, W)`` pass groups of
-``W / P`` ranks: each group computes ``n / P`` passes (no idle rank), split over its ranks by
-sequence; the groups' outputs are all-gathered. 2 passes on 2 GPUs: one pass each, nothing to
-exchange but the output; 2 passes on 8 GPUs: 2 groups of 4; 3 passes on 8: one group of 8.
-
-Sequence parallel splits the video tokens on latent-frame boundaries (uneven: 21 frames on 4 ranks
-are 6, 5, 5, 5), so the per-frame audio cross-attention, the text/image cross-attention, the norms and
-the FFN stay local; the rotary table and the audio tokens are sliced to the local frames. Only
-self-attention and two-speaker routing need other ranks:
-
-- self-attention, Ulysses (``attention="ulysses"``, the default when the heads divide evenly): one
-  all-to-all of q, k, v that trades the sequence split for a head split, attention over the whole
-  sequence for ``H / N`` heads, one all-to-all back. Per block each rank sends
-  ``4 * (N-1)/N * b*S*d / N`` elements.
-- self-attention, all-gather (``attention="allgather"``, any head count): each rank gathers every
-  rank's k and v and attends with its own queries: ``2 * (N-1)/N * b*S*d`` elements per block, N/2
-  times Ulysses' volume (equal at N = 2, 4x at N = 8).
-  At full size (33,600 tokens at 640x640, d = 5120, bf16, one pass) Ulysses on 8 GPUs moves ~150 MB
-  per rank and block, ~6 GB per forward: ~20 ms at ~300 GB/s of NVLink all-to-all against ~0.34 s of
-  compute per pass (1.89 PFLOP / 8 / 700 TFLOP/s); all-gather moves 4x that (~80 ms). So the
-  transformer's expected speed-up on 8 GPUs is ~7.5x with Ulysses (~6.5x with all-gather) if nothing
-  overlaps; pass groups add nothing to exchange but their outputs (b*S*64 values). The VAE, the
-  encoders and colour correction are not shared: every rank runs them whole.
-- routing (two speakers): each block's first-latent-frame keys are broadcast from the first rank of
-  the group (b * tokens-per-frame * d, ~16 MB at full size) and the per-token maps (3 floats per
-  token) are all-gathered, since their min-max scaling spans all tokens.
-
-Why not diffusers' ``enable_parallelism`` / Wan's ``_cp_plan`` (diffusers 0.42): the plan splits the
-tokens into equal parts, not on frame boundaries, and knows nothing of the audio tokens or of the
-routing keys; it builds its mesh with ``rank % torch.accelerator.device_count()``, which divides by zero
-on a CPU-only host (so no gloo test); its Ulysses needs equal local lengths, its "anything" variant
-exchanges the lengths with an all-gather and four host syncs per attention call, and its ring needs
-an attention op that returns the log-sum-exp (the native CPU one does not). The local attention here
-still goes through diffusers' ``dispatch_attention_fn`` with the block's backend, so
-``set_attention_backend`` keeps working. gloo (torch 2.13) has all_gather, broadcast and
-all_to_all_single with uneven splits (not the list ``all_to_all``), which is all this module uses.
-
-Measured on a CPU (not representative: 2 cores shared with other jobs, load ~11, tiny model, 21 x 288
-tokens, median of 3 forwards): one process with one thread 0.79 / 1.60 / 2.68 s for 1 / 2 / 3 passes;
-two gloo ranks with one thread each 1.08 s (Ulysses) and 1.05 s (all-gather) for 1 pass, 1.84 s for
-2 passes (one each), 2.51 s for 3. Only a GPU run can say what the speed-up is.
-"""
+Why it is built this way (pass groups, frame-boundary splits, Ulysses vs all-gather, why not diffusers'
+``_cp_plan``, what each step exchanges): docs/neural-engine.md, "Several GPUs"."""
 
 from __future__ import annotations
 

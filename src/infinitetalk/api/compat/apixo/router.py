@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
 from infinitetalk.api.compat import common, openapi
 from infinitetalk.api.compat.apixo.protocol import (
@@ -23,14 +22,12 @@ from infinitetalk.api.compat.apixo.protocol import (
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError, NotFound
 
-#: Our status -> APIXO's documented HTTP code (oversized input is a 400 there).
-HTTP = {413: 400, 409: 400, 499: 400}
+
+def _error_body(exc: InfiniteTalkError, status: int) -> dict:
+    return envelope(None, code=status, message=exc.message)
 
 
-def render_error(exc: InfiniteTalkError) -> JSONResponse:
-    status = HTTP.get(exc.http_status, exc.http_status)
-    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
-    return JSONResponse(envelope(None, code=status, message=exc.message), status_code=status, headers=headers)
+render_error = common.error_renderer(_error_body)
 
 
 router = APIRouter(tags=["compat: APIXO"], route_class=common.translating_route(render_error))

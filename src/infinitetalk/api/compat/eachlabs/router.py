@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from infinitetalk.api.compat import common, openapi
@@ -22,13 +21,12 @@ from infinitetalk.api.compat.eachlabs.protocol import (
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import InfiniteTalkError, NotFound
 
-HTTP = {402: 402, 413: 400, 409: 400, 499: 400}
+
+def _error_body(exc: InfiniteTalkError, status: int) -> dict:
+    return error_body(exc.message, exc.code)
 
 
-def render_error(exc: InfiniteTalkError) -> JSONResponse:
-    status = HTTP.get(exc.http_status, exc.http_status)
-    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
-    return JSONResponse(error_body(exc.message, exc.code), status_code=status, headers=headers)
+render_error = common.error_renderer(_error_body)
 
 
 router = APIRouter(prefix="/v1/prediction", tags=["compat: EachLabs"],

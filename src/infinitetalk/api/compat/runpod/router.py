@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
 from infinitetalk.api.compat import common, openapi
 from infinitetalk.api.compat.runpod.protocol import (
@@ -25,15 +24,13 @@ from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.errors import Conflict, InfiniteTalkError, NotFound
 from infinitetalk.tasks.models import TaskStatus
 
-HTTP = {413: 400, 409: 400, 499: 400}
 
-
-def render_error(exc: InfiniteTalkError) -> JSONResponse:
-    status = HTTP.get(exc.http_status, exc.http_status)
-    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+def _error_body(exc: InfiniteTalkError, status: int) -> dict:
     # the documented 400 body is {status: FAILED, error}; other errors carry just the error
-    body = {"status": "FAILED", "error": exc.message} if status == 400 else {"error": exc.message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return {"status": "FAILED", "error": exc.message} if status == 400 else {"error": exc.message}
+
+
+render_error = common.error_renderer(_error_body)
 
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["compat: RunPod"],

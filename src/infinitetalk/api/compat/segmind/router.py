@@ -36,15 +36,16 @@ from infinitetalk.runtime.server import Runtime
 from infinitetalk.tasks.models import ApiKey, Task, TaskStatus, utcnow
 
 #: Our status -> Segmind's documented one: 406 is its "Insufficient Credits".
-HTTP = {402: 406, 413: 400, 409: 400, 499: 400}
+HTTP = {**common.PROVIDER_STATUS, 402: 406}
 #: A FAILED request is served as HTTP 422, the error in the body.
 FAILED_HTTP = 422
 
 
-def render_error(exc: InfiniteTalkError) -> JSONResponse:
-    status = HTTP.get(exc.http_status, exc.http_status)
-    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
-    return JSONResponse({"error": exc.message}, status_code=status, headers=headers)
+def _error_body(exc: InfiniteTalkError, status: int) -> dict:
+    return {"error": exc.message}
+
+
+render_error = common.error_renderer(_error_body, HTTP)
 
 
 router = APIRouter(tags=["compat: Segmind"], route_class=common.translating_route(render_error))

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from infinitetalk.api.compat import common, openapi
@@ -31,13 +30,12 @@ from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
 from infinitetalk.api.submission import file_chunks, form_file
 from infinitetalk.errors import InfiniteTalkError, InputTooLarge, NotFound
 
-HTTP = {413: 400, 409: 400, 499: 400}
+
+def _error_body(exc: InfiniteTalkError, status: int) -> dict:
+    return envelope(None, code=status, message=exc.message)
 
 
-def render_error(exc: InfiniteTalkError) -> JSONResponse:
-    status = HTTP.get(exc.http_status, exc.http_status)
-    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
-    return JSONResponse(envelope(None, code=status, message=exc.message), status_code=status, headers=headers)
+render_error = common.error_renderer(_error_body)
 
 
 router = APIRouter(prefix="/api/v3", tags=["compat: WaveSpeed"], route_class=common.translating_route(render_error))
