@@ -73,7 +73,7 @@ def test_a_second_run_does_not_call_the_time_since_submit_its_queue_wait(
     task_id = _running_task(runtime, submitted_s_ago=131, attempts=1)
     runtime.lifecycle.requeue(task_id)
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        runtime.lifecycle.start(task_id)  # its inputs are not in storage: it fails after the line we read
+        runtime.lifecycle.start(task_id)  # claims it only: its files are the runtime's (runtime.task_files)
     running = next(m for m in caplog.messages if m.startswith(f"task {task_id} running"))
     assert "attempt 2" in running and "queued" not in running, running
     assert "submitted 131 s ago" in running, running

@@ -8,6 +8,8 @@ import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Callable
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import NoReturn
@@ -19,11 +21,11 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from infinitetalk.cli.errors import fail
 from infinitetalk.config import get_settings
-from infinitetalk.engines import CancelToken, load_engine
+from infinitetalk.engines import CancelToken, Engine, load_engine
 from infinitetalk.errors import Canceled, InfiniteTalkError, InvalidRequest, StorageFull
 from infinitetalk.media.disk import is_disk_full
 from infinitetalk.render.checkpoint import WorkFolder
-from infinitetalk.render.render import render
+from infinitetalk.render.render import RenderResult, render
 from infinitetalk.runtime import launch
 from infinitetalk.schema import AudioLayout, GenerationRequest, Resolution
 
@@ -97,46 +99,19 @@ def generate(
         )
         if gpus is not None and not launch.in_rank():  # start one process per GPU and wait for them
             ids = launch.parse_gpus(gpus)
-            if weights is None or engine == "preview":
-                raise InvalidRequest("--gpus runs the neural engine: give --weights DIR", field="gpus")
+            launch.require_neural(engine, weights, "--gpus")
             launch.check_gpus(ids)
             os.environ[_INVOKED_AS] = json.dumps([sys.argv, sys.orig_argv])
             raise typer.Exit(launch.run_ranks(ids, sys.argv[1:], request.resolved_seed()))
-        in_rank = gpus is not None
-        rank = launch.join_job() if in_rank else 0
-        chosen = load_engine(name=engine, weights_dir=weights, warm=not in_rank)
-        cancel = CancelToken()
-        if in_rank:
-            ranks = launch.share(chosen, get_settings())
-            if rank != 0:  # in step with rank 0, which alone writes the video and shows progress
-                launch.follow(chosen, ranks)
+        make = partial(_make, request, output, resume=resume, quiet=quiet)
+        if gpus is None:
+            result = make(load_engine(name=engine, weights_dir=weights), CancelToken())
+        else:  # a rank of the job started above
+            led = launch.rank_session(get_settings(), lambda: load_engine(name=engine, weights_dir=weights, warm=False),
+                                      partial(_lead, make))
+            if led is None:  # a rank that followed rank 0, which alone writes the video and shows progress
                 return
-            chosen = launch.lead(chosen, ranks)
-            # Ctrl-C (or a kill) reaches every rank; rank 0 stops them all at the next step, where they are in step
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda *_: cancel.cancel())
-        work = WorkFolder(work_folder(output))
-        interrupted = work.load() is not None
-        if resume and not interrupted:
-            console.print(f"nothing to resume in {work.folder}; starting from the beginning", highlight=False)
-        elif interrupted and not resume:
-            console.print(f"an interrupted run's chunks in {work.folder} are discarded (--resume goes on with them)",
-                          highlight=False)
-            work.clear()
-        try:
-            with _progress_bar(quiet) as bar:
-                task = bar.add_task("preparing", total=1.0)
-                result = render(
-                    request, output, engine=chosen, work=work, strict_resume=resume, cancel=cancel,
-                    progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
-                )
-        except (KeyboardInterrupt, Canceled):
-            _interrupted(work)
-        finally:
-            if in_rank:
-                ranks.release()
-                launch.leave_job()
-        shutil.rmtree(work.folder, ignore_errors=True)
+            result = led
     except (InfiniteTalkError, OSError) as exc:
         if is_disk_full(exc):  # however deep the writer or an engine wrapped it
             fail(StorageFull(f"the disk is full while writing {output}; free some space and run again"))
@@ -151,6 +126,39 @@ def generate(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _make(request: GenerationRequest, output: Path, engine: Engine, cancel: CancelToken, *, resume: bool,
+          quiet: bool) -> RenderResult:
+    """The video, with its progress bar, kept chunk by chunk in the work folder until it is whole."""
+    work = WorkFolder(work_folder(output))
+    interrupted = work.load() is not None
+    if resume and not interrupted:
+        console.print(f"nothing to resume in {work.folder}; starting from the beginning", highlight=False)
+    elif interrupted and not resume:
+        console.print(f"an interrupted run's chunks in {work.folder} are discarded (--resume goes on with them)",
+                      highlight=False)
+        work.clear()
+    try:
+        with _progress_bar(quiet) as bar:
+            task = bar.add_task("preparing", total=1.0)
+            result = render(
+                request, output, engine=engine, work=work, strict_resume=resume, cancel=cancel,
+                progress=lambda fraction, stage: bar.update(task, completed=fraction, description=stage),
+            )
+    except (KeyboardInterrupt, Canceled):
+        _interrupted(work)
+    shutil.rmtree(work.folder, ignore_errors=True)
+    return result
+
+
+def _lead(make: Callable[[Engine, CancelToken], RenderResult], engine: Engine) -> RenderResult:
+    """Rank 0 of a --gpus job: ``make`` on the engine that leads the other ranks."""
+    cancel = CancelToken()
+    # Ctrl-C (or a kill) reaches every rank; rank 0 stops them all at the next step, where they are in step
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: cancel.cancel())
+    return make(engine, cancel)
 
 
 def work_folder(output: Path) -> Path:

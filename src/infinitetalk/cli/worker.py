@@ -1,15 +1,12 @@
 """`infinitetalk worker`: the GPU worker processes of a fleet (one per GPU, or one group of processes per
-``--gpus-per-job`` GPUs sharing each job); `infinitetalk workers`: who is alive."""
+``--gpus-per-job`` GPUs sharing each job; started and watched by ``runtime.supervisor``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import typer
@@ -17,7 +14,7 @@ import typer
 from infinitetalk.cli.errors import EXIT_CANNOT_START, fail
 from infinitetalk.cli.settings import load_settings, shown_default, where
 from infinitetalk.errors import InvalidRequest
-from infinitetalk.runtime import launch
+from infinitetalk.runtime import launch, supervisor
 
 log = logging.getLogger("infinitetalk.worker")
 
@@ -32,7 +29,7 @@ def _gpu_list(gpus: str, settings) -> list[str | None]:  # noqa: ANN001 - Settin
             ids = launch.parse_gpu_ids(gpus)
         except InvalidRequest as exc:
             raise typer.BadParameter(f"{exc.message}, or all", param_hint="--gpus") from None
-        if os.environ.get(_GPUS_CHECKED) != "1":  # else the supervisor checked them for its children
+        if os.environ.get(supervisor.GPUS_CHECKED) != "1":  # else the supervisor checked them for its children
             if _neural(settings):
                 try:
                     launch.check_gpu_ids(ids)
@@ -78,38 +75,28 @@ def worker(
     if launch.in_rank():  # one process of a group started below
         _serve_rank(settings)
         return
-    if gpus_per_job == 1:  # (a group's shape is checked first, in _job_groups)
+    if gpus_per_job == 1:  # (a group's shape is checked first)
         _await_weights(settings)
     devices = _gpu_list(gpus, settings)
     if gpus_per_job > 1:
         try:
-            groups = _job_groups(devices, gpus_per_job, settings)
+            groups = supervisor.job_groups(devices, gpus_per_job, settings)
+            _await_weights(settings)
+            launch.check_gpus([gpu for group in groups for gpu in group])
         except InvalidRequest as exc:
             fail(exc)
     _wait_for_parts(settings)  # the database, broker and bucket, before an engine is loaded for nothing
     if gpus_per_job > 1:
-        os.environ.update(_settings_env(settings))  # the ranks read their settings as the group's children do
-        os.environ[_GPUS_CHECKED] = "1"
-        if len(groups) == 1:
-            code = launch.run_ranks(groups[0], ["worker", *_group_args(groups[0], gpus_per_job, log_level)])
-            raise typer.Exit(0 if code in _STOPPED else code)  # asked to stop, it stopped: that is no failure
-        raise typer.Exit(_supervise([_group_args(group, gpus_per_job, log_level) for group in groups]))
+        raise typer.Exit(supervisor.run_groups(settings, groups, log_level=log_level))
     if len(devices) == 1:
         _serve_one(settings, devices[0])
         return
-    os.environ.update(_settings_env(settings))
-    os.environ[_GPUS_CHECKED] = "1"
-    raise typer.Exit(_supervise([["--gpus", str(device), "--log-level", log_level] for device in devices]))
-
-
-#: Set for the worker processes this command starts: their GPU ids were checked here, so they do not count the
-#: GPUs again (counting them in the process that renders would fix CUDA's view before CUDA_VISIBLE_DEVICES).
-_GPUS_CHECKED = "INFINITETALK_GPUS_CHECKED"
+    raise typer.Exit(supervisor.run_workers(settings, devices, log_level=log_level))
 
 
 def _neural(settings) -> bool:  # noqa: ANN001 - Settings
-    """Whether this worker runs the neural engine (as ``engines.load_engine`` decides)."""
-    return settings.engine == "neural" or (settings.engine == "auto" and settings.weights_dir is not None)
+    """Whether this worker runs the neural engine."""
+    return launch.runs_neural(settings.engine, settings.weights_dir)
 
 
 def missing_weights(settings) -> str | None:  # noqa: ANN001 - Settings
@@ -161,31 +148,6 @@ def _wait_for_parts(settings) -> None:  # noqa: ANN001 - Settings
     db.dispose()
 
 
-#: A group's exit code when SIGTERM or SIGINT stopped it (torchrun reports 128 + the signal).
-_STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
-
-
-def _job_groups(devices: list[str | None], size: int, settings) -> list[list[str]]:  # noqa: ANN001 - Settings
-    """The GPUs split into groups of ``size``, one job at a time on each; refused when that cannot work."""
-    if settings.engine in ("preview", "instant") or (settings.engine == "auto" and not settings.weights_dir):
-        raise InvalidRequest("--gpus-per-job shares each step of a job among GPUs: it runs the neural engine; give "
-                             "--weights DIR (or leave --gpus-per-job out)", field="gpus_per_job")
-    if None in devices:
-        raise InvalidRequest("--gpus-per-job: this machine has no CUDA GPU", field="gpus_per_job")
-    ids = [str(device) for device in devices]
-    if len(ids) % size:
-        divisors = ", ".join(str(n) for n in range(1, len(ids) + 1) if len(ids) % n == 0)
-        raise InvalidRequest(f"--gpus-per-job {size} does not divide the {len(ids)} GPUs given; use {divisors}",
-                             field="gpus_per_job")
-    _await_weights(settings)
-    launch.check_gpus(ids)
-    return [ids[start:start + size] for start in range(0, len(ids), size)]
-
-
-def _group_args(group: list[str], size: int, log_level: str) -> list[str]:
-    return ["--gpus", ",".join(group), "--gpus-per-job", str(size), "--log-level", log_level]
-
-
 def _serve_one(settings, gpu: str | None) -> None:  # noqa: ANN001 - Settings
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before the engine imports torch and sees the devices
@@ -197,90 +159,14 @@ def _serve_one(settings, gpu: str | None) -> None:  # noqa: ANN001 - Settings
 
 def _serve_rank(settings) -> None:  # noqa: ANN001 - Settings
     """One process of a group that shares each job: rank 0 is the worker (queue, database, storage); the other
-    ranks follow its jobs step by step (``cli/launch.py``)."""
+    ranks follow its jobs step by step (``runtime.launch``)."""
     from infinitetalk.engines import load_engine
 
-    rank = launch.join_job()
-    engine = load_engine(settings, warm=False)
-    ranks = launch.share(engine, settings)
-    if rank != 0:
-        launch.follow(engine, ranks)
-        return
-    from infinitetalk.runtime.worker import WorkerRuntime
+    def serve(engine) -> None:  # noqa: ANN001 - an Engine
+        from infinitetalk.runtime.worker import WorkerRuntime
 
-    gpus = os.environ[launch.JOB_ENV]
-    log.info("worker on GPUs %s, one job at a time on all of them; %s", gpus, where(settings))
-    try:
-        WorkerRuntime(settings, gpu=gpus, engine=launch.lead(engine, ranks)).serve()
-    finally:
-        ranks.release()
-        launch.leave_job()
+        gpus = os.environ[launch.JOB_ENV]
+        log.info("worker on GPUs %s, one job at a time on all of them; %s", gpus, where(settings))
+        WorkerRuntime(settings, gpu=gpus, engine=engine).serve()
 
-
-def _settings_env(settings) -> dict[str, str]:  # noqa: ANN001 - Settings
-    """This command's settings as the environment of the processes it starts."""
-    return {f"INFINITETALK_{name.upper()}": str(value) for name, value in (
-        ("broker_url", settings.broker_url), ("database_url", settings.database_url), ("data_dir", settings.data_dir),
-        ("engine", settings.engine), ("weights_dir", settings.weights_dir)) if value is not None}
-
-
-#: A child that dies is started again after this many seconds, doubled on each death in a row up to the cap;
-#: one that ran longer than the cap starts its count over.
-RESTART_DELAY_S, RESTART_DELAY_CAP_S = 1.0, 60.0
-
-
-class _Child:
-    """One ``worker`` child process of the supervisor, started again when it dies."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.args, self.delay = args, RESTART_DELAY_S
-        self.due: float | None = None  # when a dead child starts again
-        self.proc = self._start()
-
-    def _start(self) -> subprocess.Popen:
-        self.started = time.monotonic()
-        # stderr=sys.stderr: this process's fd 2 is /dev/null (main._silence_native_stderr); the children's logs
-        # go where ours do
-        return subprocess.Popen([sys.executable, "-m", "infinitetalk.cli", "worker", *self.args], stderr=sys.stderr)
-
-    def watch(self) -> None:
-        """Start the child again once it has been dead for its delay. Exit code 0 is a child asked to stop (a
-        SIGTERM of its own): it stays stopped."""
-        code = self.proc.poll()
-        if code is None or code == 0:
-            return
-        now = time.monotonic()
-        if self.due is None:
-            if now - self.started > RESTART_DELAY_CAP_S:
-                self.delay = RESTART_DELAY_S
-            self.due = now + self.delay
-            log.error("worker %s exited with %s; starting it again in %.0f s (its task, if any, is queued again "
-                      "once its heartbeat is stale)", " ".join(self.args[:2]), code, self.delay)
-            self.delay = min(self.delay * 2, RESTART_DELAY_CAP_S)
-        elif now >= self.due:
-            self.due, self.proc = None, self._start()
-
-
-def _supervise(children_args: list[list[str]]) -> int:
-    """One child ``worker`` per entry of ``children_args``, with this command's settings (already in the
-    environment or given as options), each started again when it dies; SIGTERM/SIGINT are passed on to all, and
-    the supervisor returns once they have stopped."""
-    children = [_Child(args) for args in children_args]
-    stopping = threading.Event()
-
-    def forward(signum: int, _frame: object) -> None:
-        stopping.set()
-        for child in children:
-            if child.proc.poll() is None:
-                child.proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    while not stopping.wait(0.5):
-        for child in children:
-            child.watch()
-        if all(child.proc.poll() == 0 for child in children):  # every one was stopped on its own
-            break
-    return max(child.proc.wait() for child in children)
-
-
+    launch.rank_session(settings, lambda: load_engine(settings, warm=False), serve)

@@ -10,19 +10,24 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 from infinitetalk.engines.base import CancelToken
+from infinitetalk.runtime.tokens import DeadlineToken
 
 log = logging.getLogger(__name__)
 
+Token = TypeVar("Token", bound=CancelToken)
 
-class InProcessDispatcher:
-    """Runs ``run(task_id, token)`` on ``workers`` threads, in submission order."""
 
-    def __init__(self, run: Callable[[str, CancelToken], None], *, workers: int, token: Callable[[], CancelToken]):
+class InProcessDispatcher(Generic[Token]):
+    """Runs ``run(task_id, token)`` on ``workers`` threads, in submission order, each with a new ``token()``
+    (the task runner's: a ``DeadlineToken``)."""
+
+    def __init__(self, run: Callable[[str, Token], None], *, workers: int, token: Callable[[], Token]):
         self._run, self._new_token = run, token
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="task-worker")
-        self._tokens: dict[str, CancelToken] = {}
+        self._tokens: dict[str, Token] = {}
         self._lock = threading.Lock()
 
     def submit(self, task_id: str) -> None:
@@ -39,14 +44,12 @@ class InProcessDispatcher:
     def shutdown(self) -> None:
         with self._lock:
             for token in self._tokens.values():
-                # a token that can tell "stopping" from "canceled" lets the runner requeue the task
-                getattr(token, "stop", token.cancel)()
+                # stopped, not canceled: the runner queues the task again for the next start
+                if isinstance(token, DeadlineToken):
+                    token.stop()
+                else:  # a token that cannot tell the two apart
+                    token.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    @property
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._tokens)
 
     def running(self) -> frozenset[str]:
         """Ids of the tasks this process's threads are running now."""

@@ -2,12 +2,17 @@
 ``worker --gpus 0-7 --gpus-per-job 8``.
 
 The command starts itself again under ``torch.distributed.run`` (torchrun) with ``CUDA_VISIBLE_DEVICES``
-set to those GPUs (and, for generate, the seed fixed). Each rank takes its GPU, joins the process group,
-loads the engine and shares its transformer's forwards with the others (``engines/neural/parallel.py``).
-Rank 0 does what one process does (the video, the progress bar; a worker's queue, database and storage)
-on a ``LeadEngine``, which hands each job to the other ranks; they follow it step by step
-(``engines/ranks.py``) until rank 0 releases them. Signals: rank 0 alone decides when to stop (it cancels
-at the next step, in step with the others); the other ranks ignore SIGINT and SIGTERM and wait for it.
+set to those GPUs (and, for generate, the seed fixed). Each rank runs one ``rank_session``: it takes its
+GPU, joins the process group, loads the engine and shares its transformer's forwards with the others
+(``engines/neural/parallel.py``). Rank 0 does what one process does (the video, the progress bar; a
+worker's queue, database and storage) on a ``LeadEngine``, which hands each job to the other ranks; they
+follow it step by step (``engines/ranks.py``) until rank 0 releases them. Signals: rank 0 alone decides
+when to stop (it cancels at the next step, in step with the others); the other ranks ignore SIGINT and
+SIGTERM and wait for it.
+
+The session lives here, not in ``engines/ranks.py``: joining reads torchrun's environment, and the
+engines know nothing of how their processes were started.
+
 ``INFINITETALK_RANKS_ON_CPU=1`` lets the ranks run on the CPU (gloo) where no GPU is, for tests only: it
 is slow.
 """
@@ -18,12 +23,17 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from infinitetalk.config import Settings
 from infinitetalk.engines import Engine
 from infinitetalk.engines.ranks import LeadEngine, RankGroup
 from infinitetalk.engines.ranks import follow as follow_jobs
 from infinitetalk.errors import InvalidRequest
+
+Led = TypeVar("Led")
 
 #: Set by torchrun in every rank it starts.
 RANK_ENV = "LOCAL_RANK"
@@ -53,6 +63,30 @@ def parse_gpus(text: str) -> list[str]:
     if len(ids) < 2:
         raise InvalidRequest(f"--gpus '{text}' names one GPU; give two or more, or leave --gpus out", field="gpus")
     return ids
+
+
+#: What each option that shares a job among GPUs does, as its refusal says it (see ``require_neural``).
+_SHARES = {
+    "--gpus": "runs the neural engine:",
+    "--gpus-per-job": "shares each step of a job among GPUs: it runs the neural engine;",
+}
+
+
+def runs_neural(engine: str, weights_dir: Path | None) -> bool:
+    """Whether the engine named (``auto`` included) is the neural one, as ``engines.load_engine`` decides."""
+    return engine == "neural" or (engine == "auto" and weights_dir is not None)
+
+
+def require_neural(engine: str, weights_dir: Path | None, option: str) -> None:
+    """A job shared among GPUs (``generate --gpus``, ``worker --gpus-per-job``) runs the neural engine, on the
+    weights folder given; refused before any process starts."""
+    if not runs_neural(engine, weights_dir) or weights_dir is None:
+        raise _needs_neural(option)
+
+
+def _needs_neural(option: str) -> InvalidRequest:
+    return InvalidRequest(f"{option} {_SHARES[option]} give --weights DIR (and --engine neural or auto), or leave "
+                          f"{option} out", field=option.lstrip("-").replace("-", "_"))
 
 
 def check_gpus(ids: list[str]) -> None:
@@ -176,9 +210,8 @@ def share(engine: Engine, settings: Settings) -> RankGroup:
     from infinitetalk.engines.neural.engine import NeuralEngine
     from infinitetalk.engines.neural.parallel import enable_parallel
 
-    if not isinstance(engine, NeuralEngine):
-        raise InvalidRequest("--gpus runs the neural engine: give --weights DIR (and --engine neural or auto)",
-                             field="gpus")
+    if not isinstance(engine, NeuralEngine):  # the command refused this before it started the ranks
+        raise _needs_neural("--gpus")
     enable_parallel(engine.pipeline.transformer)
     if settings.neural_compile:  # the shapes each rank's blocks see now: its share of the sequence
         from infinitetalk.engines.neural.speed import warm_up
@@ -187,20 +220,31 @@ def share(engine: Engine, settings: Settings) -> RankGroup:
     return RankGroup()
 
 
-def follow(engine: Engine, ranks: RankGroup) -> None:
-    """A rank other than 0: rank 0's jobs, in step with it, until it lets this rank go. Signals are rank 0's
-    to act on: leaving on one here would leave the others waiting in a collective."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+def rank_session(settings: Settings, load: Callable[[], Engine], lead: Callable[[Engine], Led]) -> Led | None:
+    """One rank of a ``--gpus`` job, from joining the others to leaving them: ``load()`` the engine (not warmed
+    up: it warms up once it shares its forwards), share it, then on rank 0 ``lead(engine)``, where each job that
+    engine runs is handed to the other ranks first; they follow rank 0's jobs, in step with it, until ``lead``
+    returns (or raises) and rank 0 lets them go. Returns what ``lead`` returned on rank 0, None on the others."""
+    rank = join_job()
+    engine = load()
+    ranks = share(engine, settings)
     try:
-        follow_jobs(engine, ranks)  # type: ignore[arg-type] - share() checked it is the neural engine
+        if rank != 0:
+            _follow(engine, ranks)
+            return None
+        try:
+            return lead(LeadEngine(engine, ranks))  # type: ignore[arg-type] - share() checked it is neural
+        finally:
+            ranks.release()
     finally:
         leave_job()
 
 
-def lead(engine: Engine, ranks: RankGroup) -> Engine:
-    """Rank 0's engine: each job it runs is handed to the other ranks first."""
-    return LeadEngine(engine, ranks)  # type: ignore[arg-type] - share() checked it is the neural engine
+def _follow(engine: Engine, ranks: RankGroup) -> None:
+    """Signals are rank 0's to act on: leaving on one here would leave the others waiting in a collective."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    follow_jobs(engine, ranks)  # type: ignore[arg-type] - share() checked it is the neural engine
 
 
 def leave_job() -> None:

@@ -10,10 +10,10 @@ task with a conditional UPDATE, so the second message finds it taken and is drop
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from infinitetalk.config import Settings
+from infinitetalk.periodic import Periodic
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.ports import Dispatcher
 
@@ -25,14 +25,13 @@ class Reaper:
                  queue_depth: Callable[[], int] | None = None) -> None:
         self._lifecycle, self._dispatcher, self._settings = lifecycle, dispatcher, settings
         self._queue_depth = queue_depth
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="task-reaper", daemon=True)
+        self._rounds = Periodic("task-reaper", settings.reap_interval_s, self.reap)
 
     def start(self) -> None:
-        self._thread.start()
+        self._rounds.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._rounds.stop(wait=False)
 
     def reap(self) -> list[str]:
         requeued = self._lifecycle.reap_stale(alive=self._dispatcher.running())
@@ -43,10 +42,3 @@ class Reaper:
                 log.info("task %s sent to the queue again (queued, but the queue is empty)", task_id)
                 self._dispatcher.submit(task_id)
         return requeued
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._settings.reap_interval_s):
-            try:
-                self.reap()
-            except Exception:  # a store that is down now may be back at the next round
-                log.exception("reaper round failed")

@@ -7,27 +7,37 @@ the one place that changes task status), so the same runner can sit behind a bro
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.base import CancelToken, Engine
 from infinitetalk.errors import Canceled, EngineError, InfiniteTalkError, StorageFull, TaskTimeout
 from infinitetalk.media.disk import is_disk_full
+from infinitetalk.periodic import Periodic
 from infinitetalk.render.render import RenderResult, join_finished, render
-from infinitetalk.runtime.tokens import DeadlineToken
+from infinitetalk.runtime.tokens import DeadlineToken, Ending
 from infinitetalk.tasks.ports import Job, JobEvents
 
 log = logging.getLogger(__name__)
 
-#: Least time between two progress writes; each is also a heartbeat and a look at the cancel flag.
-HEARTBEAT_S = 0.5
+# Three heartbeats, each with its own clock:
+#
+# - A task's, on its progress: each progress write renews the task's heartbeat and reads its cancel flag, at
+#   most every PROGRESS_EVERY_S (a new stage writes at once). A constant: it only bounds the store's writes.
+# - A task's, in silence: every ``settings.heartbeat_interval_s`` (INFINITETALK_HEARTBEAT_INTERVAL_S) while the
+#   engine works, through stretches with no progress (a neural chunk). The reaper, in the API process, queues a
+#   task again once its heartbeat is older than ``settings.stale_after_s``.
+# - A worker process's row: every ``runtime.fleet.WORKER_BEAT_S``, for as long as the process lives, task or
+#   not; a row older than ``fleet.WORKER_ALIVE_WITHIN`` is a dead worker to /metrics, /readyz and `infinitetalk
+#   workers`. A constant, not the setting: those readers (any API process) judge every worker's row by one
+#   rule, and cannot know what a worker elsewhere was configured with.
+
+#: Least time between two progress writes of a task.
+PROGRESS_EVERY_S = 0.5
 
 
 class _Progress:
-    """A ProgressCallback that writes at most every HEARTBEAT_S (or on a new stage) and trips cancel."""
+    """A ProgressCallback that writes at most every PROGRESS_EVERY_S (or on a new stage) and trips cancel."""
 
     def __init__(self, events: JobEvents, task_id: str, token: CancelToken) -> None:
         self._events, self._task_id, self._token = events, task_id, token
@@ -35,7 +45,7 @@ class _Progress:
 
     def __call__(self, fraction: float, stage: str) -> None:
         now = time.monotonic()
-        if stage == self._stage and now - self._last < HEARTBEAT_S and fraction < 1.0:
+        if stage == self._stage and now - self._last < PROGRESS_EVERY_S and fraction < 1.0:
             return
         self._last, self._stage, self._fraction = now, stage, fraction
         if self._events.heartbeat(self._task_id, fraction, stage):
@@ -47,33 +57,20 @@ class _Progress:
             self._token.cancel()
 
 
-@contextmanager
-def _beating(progress: _Progress, interval_s: float) -> Iterator[None]:
-    """Renew the task's heartbeat every ``interval_s`` while the engine works, even through long silent
-    stretches (a neural chunk), so only a dead worker's task ever looks stale to the reaper."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval_s):
-            progress.beat()
-
-    thread = threading.Thread(target=beat, name="task-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+def _beating(progress: _Progress, interval_s: float) -> Periodic:
+    """Renews the task's heartbeat every ``interval_s`` while the engine works (``with``), even through long
+    silent stretches (a neural chunk), so only a dead worker's task ever looks stale to the reaper."""
+    return Periodic("task-heartbeat", interval_s, progress.beat)
 
 
 class TaskRunner:
     def __init__(self, *, engine: Engine, settings: Settings, events: JobEvents) -> None:
         self.engine, self.settings, self.events = engine, settings, events
 
-    def new_token(self) -> CancelToken:
+    def new_token(self) -> DeadlineToken:
         return DeadlineToken(self.settings.task_timeout_s)
 
-    def run(self, task_id: str, token: CancelToken) -> None:
+    def run(self, task_id: str, token: DeadlineToken) -> None:
         job = self.events.start(task_id)
         if job is None:
             return
@@ -84,9 +81,10 @@ class TaskRunner:
                                 progress=progress, cancel=token, allow_local_paths=True, work=job.work,
                                 on_chunk=lambda done: self.events.chunk_done(task_id, done))
         except Canceled:
-            if getattr(token, "stopping", False):
+            ended = token.ended
+            if ended is Ending.STOPPING:
                 self.events.requeue(task_id)
-            elif getattr(token, "timed_out", False):
+            elif ended is Ending.TIMED_OUT:
                 self.events.failed(task_id, TaskTimeout(
                     f"the task ran longer than this server's {self.settings.task_timeout_s:g} s limit; you are not "
                     "charged for it. Send shorter speech or ask for a lower resolution"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine as Database
@@ -22,15 +23,17 @@ from infinitetalk.runtime.metrics import Metrics, PartWatch
 from infinitetalk.runtime.reaper import Reaper
 from infinitetalk.runtime.runner import TaskRunner
 from infinitetalk.runtime.startup import redacted
+from infinitetalk.runtime.task_files import TaskFiles, finished
 from infinitetalk.runtime.watch import TaskWatch
 from infinitetalk.runtime.webhooks import WebhookSender
 from infinitetalk.storage import open_storage
 from infinitetalk.storage.base import check_reachable
 from infinitetalk.storage.retention import Sweeper, remove_dead_render_scratch, remove_orphan_partials
-from infinitetalk.tasks.db import at_head, make_engine, open_database, session_factory
+from infinitetalk.tasks.db import at_head, make_database, open_database, session_factory
 from infinitetalk.tasks.keys import KeyCache
 from infinitetalk.tasks.lifecycle import TaskLifecycle
 from infinitetalk.tasks.outbox import Outbox, WebhookFormat
+from infinitetalk.tasks.safety import load_checker
 from infinitetalk.tasks.service import TaskService
 from infinitetalk.tasks.uploads import Uploads
 
@@ -42,7 +45,7 @@ class Runtime:
                  webhook_formats: Mapping[str, WebhookFormat] | None = None) -> None:
         self.settings = settings
         self.db, self.sessions = open_database(settings)
-        self.reads = _read_engine(self.db, settings)  # status polls, lists and key checks
+        self.reads = _read_database(self.db, settings)  # status polls, lists and key checks
         self.storage = open_storage(settings)
         self.fleet = bool(settings.broker_url)
         # a fleet: no engine, no weights here; worker processes elsewhere take tasks from this queue
@@ -56,14 +59,15 @@ class Runtime:
         self.watch = TaskWatch(self.sessions, settings)  # what SSE and `Prefer: wait` clients wait on
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
                                        metrics=self.metrics, wake_sender=self.sender.wake,
-                                       on_change=self.watch.changed)
+                                       on_change=self.watch.changed, finished=partial(finished, self.storage))
         self.dispatcher: InProcessDispatcher | DramatiqDispatcher
         self.engine: Engine | None = None
         if self.queue is not None:
             self.dispatcher = DramatiqDispatcher(self.queue)
         else:
             self.engine = engine or load_engine(settings)
-            runner = TaskRunner(engine=self.engine, settings=settings, events=self.lifecycle)
+            files = TaskFiles(self.lifecycle, self.storage, load_checker(settings.safety_checker))
+            runner = TaskRunner(engine=self.engine, settings=settings, events=files)
             self.dispatcher = InProcessDispatcher(runner.run, workers=settings.workers, token=runner.new_token)
         self.engine_name = self.engine.name if self.engine else "workers"
         self.uploads = Uploads(sessions=self.sessions, storage=self.storage, settings=settings)
@@ -130,14 +134,14 @@ class Runtime:
         self.reads.dispose()
 
 
-def _read_engine(db: Database, settings: Settings) -> Database:
+def _read_database(db: Database, settings: Settings) -> Database:
     """Where status polls, lists and key checks read. SQLite: a read-only pool of their own. A writer queued on
     SQLite's write lock holds a connection of the shared pool for as long as it waits (busy_timeout), so fifteen
     of them (QueuePool: 5 + 10 overflow) left every poll waiting for a connection until they gave up, though a
     WAL reader itself never waits for a writer. PostgreSQL's writers wait on rows, not on one lock: one pool."""
     if db.dialect.name != "sqlite" or db.url.database in (None, "", ":memory:"):  # a memory database is per pool
         return db
-    reads = make_engine(db.url.render_as_string(hide_password=False), busy_timeout_s=settings.database_busy_timeout_s)
+    reads = make_database(db.url.render_as_string(hide_password=False), busy_timeout_s=settings.database_busy_timeout_s)
     event.listen(reads, "connect", _query_only)
     return reads
 

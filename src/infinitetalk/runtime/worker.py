@@ -7,40 +7,26 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from functools import partial
 
 import dramatiq
 
 from infinitetalk.config import Settings
 from infinitetalk.engines import load_engine
-from infinitetalk.engines.base import CancelToken, Engine
+from infinitetalk.engines.base import Engine
 from infinitetalk.runtime.broker import QUEUE, TaskQueue
 from infinitetalk.runtime.fleet import WorkerRegistration
 from infinitetalk.runtime.metrics import Metrics
 from infinitetalk.runtime.runner import TaskRunner
+from infinitetalk.runtime.task_files import TaskFiles, finished
+from infinitetalk.runtime.tokens import DeadlineToken, Ending
 from infinitetalk.storage import open_storage
 from infinitetalk.storage.retention import remove_dead_render_scratch
 from infinitetalk.tasks.db import open_database
 from infinitetalk.tasks.lifecycle import TaskLifecycle
-from infinitetalk.tasks.ports import Job
+from infinitetalk.tasks.safety import load_checker
 
 log = logging.getLogger("infinitetalk.tasks")
-
-
-class _Registered:
-    """The lifecycle's JobEvents, plus: a task this worker claimed shows on its row (a message for a task
-    someone else holds is dropped without ever showing there)."""
-
-    def __init__(self, events: TaskLifecycle, registration: WorkerRegistration) -> None:
-        self._events, self._registration = events, registration
-
-    def start(self, task_id: str) -> Job | None:
-        job = self._events.start(task_id)
-        if job is not None:
-            self._registration.working_on(task_id)
-        return job
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._events, name)
 
 
 class WorkerRuntime:
@@ -56,11 +42,14 @@ class WorkerRuntime:
         self.registration = WorkerRegistration(self.sessions, gpu=gpu, engine=self.engine.name)
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
                                        metrics=Metrics(self.sessions), wake_sender=lambda: None,
-                                       worker_id=self.registration.id)
-        self.runner = TaskRunner(engine=self.engine, settings=settings,
-                                 events=_Registered(self.lifecycle, self.registration))
+                                       finished=partial(finished, self.storage), worker_id=self.registration.id)
+        # a task this worker claimed shows on its row (a message for a task someone else holds is dropped
+        # without ever showing there)
+        files = TaskFiles(self.lifecycle, self.storage, load_checker(settings.safety_checker),
+                          claimed=self.registration.working_on)
+        self.runner = TaskRunner(engine=self.engine, settings=settings, events=files)
         self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s, run=self._run)
-        self._current: CancelToken | None = None
+        self._current: DeadlineToken | None = None
         self._stopping = threading.Event()
 
     def _run(self, task_id: str) -> None:
@@ -74,7 +63,7 @@ class WorkerRuntime:
         finally:
             self._current = None
             self.registration.working_on(None)
-        if getattr(token, "stopping", False):
+        if token.ended is Ending.STOPPING:
             self.queue.send(task_id)  # the runner put it back in the store; now another worker may take it
 
     def serve(self) -> None:
@@ -97,7 +86,7 @@ class WorkerRuntime:
             log.info("worker %s stopping", self.registration.id)
             current = self._current
             if current is not None:
-                getattr(current, "stop", current.cancel)()
+                current.stop()
             worker.stop(timeout=int(self.settings.task_timeout_s * 1000))
             self.registration.stop()
             self.queue.close()

@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -71,9 +70,6 @@ class LocalStorage:
         if _SAFE_NAME.match(task_id) and _SAFE_NAME.match(name):
             self.output_path(task_id, name).unlink(missing_ok=True)
 
-    def delete_outputs(self, task_id: str) -> None:
-        shutil.rmtree(self.root / "outputs" / task_id, ignore_errors=True)
-
     # --- storing is in place ---
     def store_inputs(self, task_id: str) -> None:
         """Nothing to do: the worker reads the folder they were staged in."""
@@ -109,13 +105,9 @@ class LocalStorage:
             shutil.rmtree(folder, ignore_errors=True)
         return len(files), len(uploads)
 
-    # --- signed URLs ---
-    def _sign(self, task_id: str, name: str, expires: int) -> str:
+    # --- signed links (the API builds them: tasks.views.file_url) ---
+    def sign(self, task_id: str, name: str, expires: int) -> str:
         return sign(self._key, task_id, name, expires)
-
-    def signed_url(self, base_url: str, task_id: str, name: str, expires: int) -> str:
-        query = urllib.parse.urlencode({"expires": expires, "sig": self._sign(task_id, name, expires)})
-        return f"{base_url.rstrip('/')}/v1/files/{task_id}/{name}?{query}"
 
     def check_signed(self, task_id: str, name: str, *, expires: int, sig: str) -> None:
         check_signed(self._key, task_id, name, expires, sig)

@@ -9,12 +9,12 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from infinitetalk.config import Settings
+from infinitetalk.periodic import Periodic
 from infinitetalk.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -130,20 +130,14 @@ class Sweeper:
 
     def __init__(self, storage: Storage, settings: Settings, *, also: Callable[[], object] = lambda: None) -> None:
         self._storage, self._settings, self._also = storage, settings, also
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="retention-sweep", daemon=True)
+        self._rounds = Periodic("retention-sweep", settings.sweep_interval_s, self._round, at_start=True)
 
     def start(self) -> None:
-        self._thread.start()
+        self._rounds.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._rounds.stop(wait=False)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sweep(self._storage, self._settings)
-                self._also()
-            except Exception:  # a failed sweep must not end the loop; the next one tries again
-                log.exception("retention sweep failed")
-            self._stop.wait(self._settings.sweep_interval_s)
+    def _round(self) -> None:
+        sweep(self._storage, self._settings)
+        self._also()

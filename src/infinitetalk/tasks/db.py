@@ -32,7 +32,7 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.data_dir / 'infinitetalk.db').resolve()}"
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 5.0) -> Engine:
+def make_database(url: str, *, busy_timeout_s: float = 5.0) -> Engine:
     if not url.startswith("sqlite"):
         # a server that drops our packets (a firewall, a host that is down) fails a connect within seconds
         # instead of the system's TCP timeout (minutes), so start-up waits and /readyz answer
@@ -90,7 +90,7 @@ def at_head(engine: Engine) -> bool:
 
 def open_database(settings: Settings) -> tuple[Engine, SessionFactory]:
     """Engine + session factory for ``settings``, migrated to head."""
-    engine = make_engine(database_url(settings), busy_timeout_s=settings.database_busy_timeout_s)
+    engine = make_database(database_url(settings), busy_timeout_s=settings.database_busy_timeout_s)
     try:
         migrate(engine)
     except BaseException:  # a database that does not answer (yet): leave no pool behind for the next try

@@ -9,6 +9,9 @@
 Every change is one conditional UPDATE (``WHERE status IN (...)``), so two actors racing (a cancel and
 a worker starting) cannot both win, and the money and the webhook ride in the same transaction.
 
+Transitions, money and the outbox only: a task's files (inputs before a run, its video after, the checkpoint)
+are the runtime's (``runtime.task_files``), told through ``finished`` when a task ends.
+
 The bill follows the work: a failure of ours gives the whole price back; a cancel, or a failure through the
 caller's input, pays for the whole seconds of video made (at least ``min_billed_seconds``, at most the price)
 and gives the rest back, so one that made nothing is free (``billing.refund_due``).
@@ -26,15 +29,14 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InfiniteTalkError, SensitiveContent, StorageUnavailable, WorkerLost
-from infinitetalk.render.checkpoint import WorkFolder
-from infinitetalk.render.render import ChunkProgress, RenderResult
+from infinitetalk.errors import InfiniteTalkError, WorkerLost
+from infinitetalk.render.render import ChunkProgress
 from infinitetalk.schema import GenerationRequest
-from infinitetalk.storage import OutputMirror, Storage
-from infinitetalk.tasks import billing, outbox, safety, staging
+from infinitetalk.storage import Storage
+from infinitetalk.tasks import billing, outbox
 from infinitetalk.tasks.db import SessionFactory
 from infinitetalk.tasks.models import MICROS, Task, TaskStatus, utcnow
-from infinitetalk.tasks.ports import Job, TaskMetrics
+from infinitetalk.tasks.ports import TaskMetrics
 from infinitetalk.tasks.views import fault_of, task_public
 
 log = logging.getLogger("infinitetalk.tasks")
@@ -54,21 +56,26 @@ def failure_code(error: InfiniteTalkError) -> str:
 
 
 class TaskLifecycle:
-    """Implements the runner's JobEvents, plus the caller's cancel and start-up recovery."""
+    """Every change of a task's status: claim, progress, the endings, the caller's cancel, the reaper's requeue and
+    start-up recovery."""
 
     def __init__(self, *, sessions: SessionFactory, storage: Storage, settings: Settings,
                  metrics: TaskMetrics, wake_sender: Callable[[], None],
-                 on_change: Callable[[str], None] = lambda _task_id: None, worker_id: str | None = None) -> None:
+                 on_change: Callable[[str], None] = lambda _task_id: None,
+                 finished: Callable[[str], None] = lambda _task_id: None, worker_id: str | None = None) -> None:
         self.sessions, self.storage, self.settings = sessions, storage, settings
         self.metrics, self._wake_sender = metrics, wake_sender
         #: told the id of every task whose status or progress this process changed (after the commit)
         self._on_change = on_change
+        #: told the id of every task that ended, after the commit: its files go (``runtime.task_files.finished``)
+        self._finished = finished
         #: recorded on the tasks this process claims (a worker process of a fleet)
         self.worker_id = worker_id
-        self.safety = safety.load_checker(settings.safety_checker)
 
     # --- start, progress ---
-    def start(self, task_id: str) -> Job | None:
+    def start(self, task_id: str) -> GenerationRequest | None:
+        """Claim a queued task for this process: its request, or None when it must not run (canceled while
+        queued, taken by another worker, unknown)."""
         now = utcnow()
         with self.sessions.begin() as session:
             changed = session.execute(
@@ -88,22 +95,7 @@ class TaskLifecycle:
             log.info("task %s running (attempt %d, queued %.3f s)", task_id, attempt, queue_delay)
         else:  # the row keeps no time of the requeue: say what the number is, not a queue wait it is not
             log.info("task %s running (attempt %d, submitted %.0f s ago)", task_id, attempt, queue_delay)
-        try:
-            inputs = self.storage.open_inputs(task_id)  # fetched to this machine when storage is shared (S3)
-        except (StorageUnavailable, FileNotFoundError) as exc:
-            log.error("task %s: its inputs could not be read from storage: %s", task_id, exc)
-            self.failed(task_id, StorageUnavailable(
-                "the task's input files could not be read from the server's storage; you are not charged for it. "
-                "Try again in a few minutes"))
-            return None
-        return Job(task_id=task_id, request=staging.resolved_inputs(request, inputs),
-                   output_path=self.storage.output_path(task_id), work=self.work_folder(task_id))
-
-    def work_folder(self, task_id: str) -> WorkFolder:
-        """Where the task's segments and checkpoint live: its output folder, kept in shared storage too when
-        there is one (another worker may resume the task)."""
-        mirror = OutputMirror(self.storage, task_id) if self.storage.shared else None
-        return WorkFolder(self.storage.output_path(task_id).parent, mirror)
+        return request
 
     def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:
         try:
@@ -139,22 +131,10 @@ class TaskLifecycle:
         self._on_change(task_id)
 
     # --- endings ---
-    def succeeded(self, task_id: str, result: RenderResult) -> None:
-        verdict = self.safety.check(result.path)  # NoChecker by default: nsfw None, "not checked"
-        if verdict.flagged:
-            self.failed(task_id, SensitiveContent(verdict.reason or "the output was flagged as unsafe"))
-            return
-        try:
-            self.storage.store_output(task_id, result.path)  # to the shared bucket (S3); in place on one machine
-        except StorageUnavailable:
-            self.failed(task_id, StorageUnavailable("the video was made but could not be stored; you are not "
-                                                    "charged for it. Try again in a few minutes"))
-            return
-        meta = {"duration_s": round(result.duration_s, 3), "width": result.width, "height": result.height,
-                "fps": result.fps, "nsfw": verdict.nsfw}
+    def succeeded(self, task_id: str, *, seed: int | None, outputs: dict) -> None:
+        """The video is made and stored (``outputs``: its name -> what the view shows of it)."""
         self._finish(task_id, TaskStatus.SUCCEEDED, from_=(RUNNING,), refund=_NONE, retry=True,
-                     values={"seed": result.seed, "outputs": {result.path.name: meta}, "progress": 1.0,
-                             "stage": "done"})
+                     values={"seed": seed, "outputs": outputs, "progress": 1.0, "stage": "done"})
 
     def failed(self, task_id: str, error: InfiniteTalkError) -> None:
         """Our failure: the whole price back. The caller's (its input): it pays for the video made before the
@@ -164,30 +144,12 @@ class TaskLifecycle:
                      values={"error_code": failure_code(error), "error_detail": fault_of(error),
                              "error_message": error.message})
 
-    def canceled(self, task_id: str, partial: RenderResult | None = None) -> None:
-        """Stopped while it ran, on the caller's word: it pays for the video made (``partial``, the finished
-        chunks joined), which it keeps as its output; the rest of the price comes back. Nothing made or
-        nothing that could be handed over: nothing to pay."""
-        outputs = self._keep_partial(task_id, partial) if partial is not None else None
-        made_s = partial.duration_s if partial is not None and outputs else 0.0
+    def canceled(self, task_id: str, *, outputs: dict | None = None, made_s: float = 0.0) -> None:
+        """Stopped while it ran, on the caller's word: it pays for the ``made_s`` seconds of video made, which it
+        keeps (``outputs``, stored by then); the rest of the price comes back. Nothing made or nothing that could be
+        handed over: nothing to pay."""
         self._finish(task_id, TaskStatus.CANCELED, from_=(RUNNING,), refund=_UNMADE, retry=True,
-                     values={"outputs": outputs} if outputs else {}, made_s=made_s)
-
-    def _keep_partial(self, task_id: str, partial: RenderResult) -> dict | None:
-        """Store the video made before a cancel; its ``outputs`` entry, or None when it cannot be handed over."""
-        verdict = self.safety.check(partial.path)
-        if verdict.flagged:
-            log.warning("task %s: the video made before the cancel was flagged (%s); not kept", task_id,
-                        verdict.reason)
-            return None
-        try:
-            self.storage.store_output(task_id, partial.path)
-        except StorageUnavailable:
-            log.error("task %s: the video made before the cancel could not be stored", task_id)
-            return None
-        return {partial.path.name: {"duration_s": round(partial.duration_s, 3), "width": partial.width,
-                                    "height": partial.height, "fps": partial.fps, "nsfw": verdict.nsfw,
-                                    "partial": True}}
+                     values={"outputs": outputs} if outputs else {}, made_s=made_s if outputs else 0.0)
 
     def cancel_queued(self, task_id: str) -> bool:
         """Cancel a task that has not started; it never runs and its price comes back."""
@@ -293,8 +255,7 @@ class TaskLifecycle:
                                data=view.model_dump(mode="json"))
             elapsed = (task.finished_at - task.started_at).total_seconds() if task.started_at else None
             code = task.error_code
-        self.work_folder(task_id).clear_checkpoint()  # the segments stay: the preview, until retention
-        self.storage.delete_inputs(task_id)
+        self._finished(task_id)
         self.metrics.finished(status.value, code, elapsed)
         log.info("task %s %s%s%s", task_id, status.value, f" ({code}: {values.get('error_message')})" if code else "",
                  f" refunded ${amount / MICROS:.4f}" if amount else "")

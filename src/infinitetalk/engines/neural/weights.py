@@ -15,7 +15,7 @@ Layout (the official repository's ``weights/`` folder, see docs/neural-engine.md
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -191,12 +191,3 @@ def load_transformer(
     model.rope = WanRotaryPosEmbed(cfg.head_dim, (1, 2, 2), 1024).to(device)
     model.eval().requires_grad_(False)
     return model
-
-
-def iter_files(layout: WeightsLayout, variants: Iterable[str]) -> list[tuple[str, Path]]:
-    """(description, path) of every file the engine reads, for download checks and verify."""
-    files = [("Wan base config", layout.base_config)]
-    files += [("T5 text encoder", layout.t5), ("T5 tokenizer", layout.tokenizer), ("CLIP image encoder", layout.clip)]
-    files += [("Wan VAE", layout.vae), ("wav2vec2 folder", layout.wav2vec)]
-    files += [(f"InfiniteTalk {v} adapter", layout.adapter(v)) for v in variants]
-    return files
