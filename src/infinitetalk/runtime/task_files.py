@@ -10,7 +10,6 @@ until retention).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from infinitetalk.errors import InfiniteTalkError, SensitiveContent, StorageUnavailable
 from infinitetalk.render.checkpoint import WorkFolder
@@ -38,18 +37,15 @@ def finished(storage: Storage, task_id: str) -> None:
 
 
 class TaskFiles:
-    """Implements the runner's JobEvents. ``claimed``: told the id of each task this process starts (a fleet
-    worker's row shows what it runs)."""
+    """Implements the runner's JobEvents."""
 
-    def __init__(self, lifecycle: TaskLifecycle, storage: Storage, safety: SafetyChecker, *,
-                 claimed: Callable[[str], None] = lambda _task_id: None) -> None:
-        self.lifecycle, self.storage, self.safety, self._claimed = lifecycle, storage, safety, claimed
+    def __init__(self, lifecycle: TaskLifecycle, storage: Storage, safety: SafetyChecker) -> None:
+        self.lifecycle, self.storage, self.safety = lifecycle, storage, safety
 
     def start(self, task_id: str) -> Job | None:
         request = self.lifecycle.start(task_id)
         if request is None:
             return None
-        self._claimed(task_id)
         try:
             inputs = self.storage.open_inputs(task_id)
         except (StorageUnavailable, FileNotFoundError) as exc:

@@ -43,10 +43,7 @@ class WorkerRuntime:
         self.lifecycle = TaskLifecycle(sessions=self.sessions, storage=self.storage, settings=settings,
                                        metrics=Metrics(self.sessions), wake_sender=lambda: None,
                                        finished=partial(finished, self.storage), worker_id=self.registration.id)
-        # a task this worker claimed shows on its row (a message for a task someone else holds is dropped
-        # without ever showing there)
-        files = TaskFiles(self.lifecycle, self.storage, load_checker(settings.safety_checker),
-                          claimed=self.registration.working_on)
+        files = TaskFiles(self.lifecycle, self.storage, load_checker(settings.safety_checker))
         self.runner = TaskRunner(engine=self.engine, settings=settings, events=files)
         self.queue = TaskQueue(settings.broker_url, task_timeout_s=settings.task_timeout_s, run=self._run)
         self._current: DeadlineToken | None = None
@@ -62,7 +59,6 @@ class WorkerRuntime:
             self.runner.run(task_id, token)
         finally:
             self._current = None
-            self.registration.working_on(None)
         if token.ended is Ending.STOPPING:
             self.queue.send(task_id)  # the runner put it back in the store; now another worker may take it
 

@@ -132,7 +132,8 @@ class Upload(Base):
 
 
 class WorkerRow(Base):
-    """A worker process (one per GPU) and its heartbeat, for `infinitetalk workers` and /metrics."""
+    """A worker process (one per GPU) and its heartbeat, for `infinitetalk workers` and /metrics. The task it
+    runs is the running one whose ``worker_id`` is this row's (``runtime.fleet.live_workers``)."""
 
     __tablename__ = "workers"
 
@@ -141,7 +142,6 @@ class WorkerRow(Base):
     pid: Mapped[int] = mapped_column(Integer)
     gpu: Mapped[str | None] = mapped_column(String(40), nullable=True)
     engine: Mapped[str] = mapped_column(String(40))
-    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     #: Set when the process stops cleanly; a row without it whose heartbeat lapsed died.
