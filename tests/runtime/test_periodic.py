@@ -73,7 +73,7 @@ def test_stop_from_inside_a_round_does_not_wait_for_itself() -> None:
 
 
 class _FlakyStore:
-    """A JobEvents' heartbeat whose first write fails, as a database restarting would."""
+    """A RunEvents' heartbeat whose first write fails, as a database restarting would."""
 
     def __init__(self) -> None:
         self.beats = 0

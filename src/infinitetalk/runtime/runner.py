@@ -1,6 +1,6 @@
 """Run one task: claim it, render it with progress + cancel + heartbeats, report how it ended.
 
-The runner knows nothing of the database: it talks to a ``JobEvents`` (the task service's lifecycle,
+The runner knows nothing of the database: it talks to a ``RunEvents`` (the task service's lifecycle,
 the one place that changes task status), so the same runner can sit behind a broker on another machine.
 """
 
@@ -16,7 +16,7 @@ from infinitetalk.media.disk import is_disk_full
 from infinitetalk.periodic import Periodic
 from infinitetalk.render.render import RenderResult, join_finished, render
 from infinitetalk.runtime.tokens import DeadlineToken, Ending
-from infinitetalk.tasks.ports import Job, JobEvents
+from infinitetalk.tasks.ports import Run, RunEvents
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ PROGRESS_EVERY_S = 0.5
 class _Progress:
     """A ProgressCallback that writes at most every PROGRESS_EVERY_S (or on a new stage) and trips cancel."""
 
-    def __init__(self, events: JobEvents, task_id: str, token: CancelToken) -> None:
+    def __init__(self, events: RunEvents, task_id: str, token: CancelToken) -> None:
         self._events, self._task_id, self._token = events, task_id, token
         self._last, self._stage, self._fraction = 0.0, "", 0.0
 
@@ -64,21 +64,21 @@ def _beating(progress: _Progress, interval_s: float) -> Periodic:
 
 
 class TaskRunner:
-    def __init__(self, *, engine: Engine, settings: Settings, events: JobEvents) -> None:
+    def __init__(self, *, engine: Engine, settings: Settings, events: RunEvents) -> None:
         self.engine, self.settings, self.events = engine, settings, events
 
     def new_token(self) -> DeadlineToken:
         return DeadlineToken(self.settings.task_timeout_s)
 
     def run(self, task_id: str, token: DeadlineToken) -> None:
-        job = self.events.start(task_id)
-        if job is None:
+        claimed = self.events.start(task_id)
+        if claimed is None:
             return
         progress = _Progress(self.events, task_id, token)
         try:
             with _beating(progress, self.settings.heartbeat_interval_s):
-                result = render(job.request, job.output_path, engine=self.engine, settings=self.settings,
-                                progress=progress, cancel=token, allow_local_paths=True, work=job.work,
+                result = render(claimed.request, claimed.output_path, engine=self.engine, settings=self.settings,
+                                progress=progress, cancel=token, allow_local_paths=True, work=claimed.work,
                                 on_chunk=lambda done: self.events.chunk_done(task_id, done))
         except Canceled:
             ended = token.ended
@@ -89,7 +89,7 @@ class TaskRunner:
                     f"the task ran longer than this server's {self.settings.task_timeout_s:g} s limit; you are not "
                     "charged for it. Send shorter speech or ask for a lower resolution"))
             else:
-                self.events.canceled(task_id, self._finished_part(task_id, job))
+                self.events.canceled(task_id, self._finished_part(task_id, claimed))
         except InfiniteTalkError as exc:
             self.events.failed(task_id, exc if exc.caller_fault else _ours(task_id, exc))
         except Exception as exc:  # anything else is our bug: fail the task (refunded), keep the worker
@@ -97,13 +97,13 @@ class TaskRunner:
         else:
             self.events.succeeded(task_id, result)
 
-    def _finished_part(self, task_id: str, job: Job) -> RenderResult | None:
+    def _finished_part(self, task_id: str, claimed: Run) -> RenderResult | None:
         """The chunks done before a cancel, as one MP4 the caller keeps (and pays for); None when there are
         none, or they cannot be joined (then the task is billed as if none were made: nothing to hand over)."""
-        if job.work is None:
+        if claimed.work is None:
             return None
         try:
-            return join_finished(job.work, job.output_path, engine=self.engine.name)
+            return join_finished(claimed.work, claimed.output_path, engine=self.engine.name)
         except Exception as exc:  # the cancel itself must still be recorded
             log.error("task %s: the finished chunks could not be joined (%s)", task_id, exc.__class__.__name__,
                       exc_info=exc)

@@ -1,4 +1,4 @@
-"""A task's files around its run: the runner's ``JobEvents``, made of the lifecycle's transitions plus the files.
+"""A task's files around its run: the runner's ``RunEvents``, made of the lifecycle's transitions plus the files.
 
 Before a run its inputs come from storage (fetched to this machine when storage is a shared bucket); after it the
 video goes to storage once the safety checker has passed it, and the lifecycle records how the task ended. The
@@ -17,7 +17,7 @@ from infinitetalk.render.render import ChunkProgress, RenderResult
 from infinitetalk.storage import OutputMirror, Storage
 from infinitetalk.tasks import staging
 from infinitetalk.tasks.lifecycle import TaskLifecycle
-from infinitetalk.tasks.ports import Job
+from infinitetalk.tasks.ports import Run
 from infinitetalk.tasks.safety import SafetyChecker
 
 log = logging.getLogger("infinitetalk.tasks")
@@ -37,12 +37,12 @@ def finished(storage: Storage, task_id: str) -> None:
 
 
 class TaskFiles:
-    """Implements the runner's JobEvents."""
+    """Implements the runner's RunEvents."""
 
     def __init__(self, lifecycle: TaskLifecycle, storage: Storage, safety: SafetyChecker) -> None:
         self.lifecycle, self.storage, self.safety = lifecycle, storage, safety
 
-    def start(self, task_id: str) -> Job | None:
+    def start(self, task_id: str) -> Run | None:
         request = self.lifecycle.start(task_id)
         if request is None:
             return None
@@ -54,7 +54,7 @@ class TaskFiles:
                 "the task's input files could not be read from the server's storage; you are not charged for it. "
                 "Try again in a few minutes"))
             return None
-        return Job(task_id=task_id, request=staging.resolved_inputs(request, inputs),
+        return Run(task_id=task_id, request=staging.resolved_inputs(request, inputs),
                    output_path=self.storage.output_path(task_id), work=work_folder(self.storage, task_id))
 
     def heartbeat(self, task_id: str, fraction: float, stage: str) -> bool:

@@ -2,7 +2,7 @@
 
 The state machine (``tasks.lifecycle``) and the service (``tasks.service``) call these and never import the
 runtime: a ``Dispatcher`` hands a task id to whatever runs it (threads here, a broker to other machines), a
-runner reports a task's progress and ending through ``JobEvents``, and ``TaskMetrics`` counts what happened.
+runner reports a task's progress and ending through ``RunEvents``, and ``TaskMetrics`` counts what happened.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from infinitetalk.schema import GenerationRequest
 
 
 @dataclass(frozen=True)
-class Job:
+class Run:
+    """One run of a task, as its worker claimed it: what to render and where (the engine's side is an
+    ``EngineJob``)."""
+
     task_id: str
     #: Media refs point at local files already fetched into the task's input folder.
     request: GenerationRequest
@@ -27,8 +30,8 @@ class Job:
     work: WorkFolder | None = None
 
 
-class JobEvents(Protocol):
-    def start(self, task_id: str) -> Job | None:
+class RunEvents(Protocol):
+    def start(self, task_id: str) -> Run | None:
         """Mark the task running; None when it must not run (canceled while queued, unknown)."""
         ...
 
