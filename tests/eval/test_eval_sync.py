@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from infinitetalk.eval import audio_envelope
+from infinitetalk.eval.sheet import STRIP_HEIGHT
 from infinitetalk.eval.sync import _best_lag, _detrend, _pearson
 
 
@@ -40,6 +41,7 @@ def test_detrend_removes_slow_change_and_keeps_gaps() -> None:
     assert _pearson(out[inner], fast[inner]) > 0.95
 
 
+@pytest.mark.integration  # the CLI as a subprocess
 def test_eval_cli_scores_and_draws(tmp_path: Path, astronaut_path: Path, short_speech_wav: Path) -> None:
     video = tmp_path / "talk.mp4"
     cli = [sys.executable, "-m", "infinitetalk.cli"]
@@ -48,9 +50,11 @@ def test_eval_cli_scores_and_draws(tmp_path: Path, astronaut_path: Path, short_s
     assert made.returncode == 0, made.stderr
     score = subprocess.run([*cli, "eval", "sync", str(video)], capture_output=True, text=True)
     assert score.returncode == 0 and score.stdout.startswith("aperture r="), score.stderr
+    lines = score.stdout.splitlines()
+    assert lines[2].startswith("blinks: ") and lines[3].startswith("mouth in silence: "), lines
     sheet = tmp_path / "sheet.png"
     drawn = subprocess.run([*cli, "eval", "sheet", str(video), "-o", str(sheet)], capture_output=True, text=True)
     assert drawn.returncode == 0, drawn.stderr
     with Image.open(sheet) as image:
         width, height = image.size
-    assert width == 1600 and height == 2 * round(400 * 640 / 640)  # 4 x 2 tiles of a square video
+    assert width == 1600 and height == 2 * round(400 * 640 / 640) + STRIP_HEIGHT  # 4 x 2 tiles, the timeline

@@ -114,3 +114,49 @@ def test_check_opens_and_decodes_the_first_frame(tmp_path: Path, speech_wav: Pat
             check_video(bad)
         assert info.value.code == "video_unreadable" and info.value.field == "video"
         assert info.value.message.startswith("video: ") and str(tmp_path) not in info.value.message
+
+
+#: Flat colours that matter in our videos: a lip red, the mouth's dark red-brown inside, a skin tone, grey.
+FLAT_COLOURS = ((200, 60, 40), (70, 25, 20), (225, 170, 140), (128, 128, 128))
+
+
+def bt709_limited_yuv(rgb: tuple[int, int, int]) -> np.ndarray:
+    """Y'CbCr of an R'G'B' colour by the BT.709 matrix in limited range (ITU-R BT.709-6, table 3)."""
+    red, green, blue = np.asarray(rgb, float) / 255
+    kr, kb = 0.2126, 0.0722
+    luma = kr * red + (1 - kr - kb) * green + kb * blue
+    return np.array([16 + 219 * luma, 128 + 224 * (blue - luma) / (2 - 2 * kb), 128 + 224 * (red - luma) / (2 - 2 * kr)])
+
+
+def stored_mean(plane: av.video.plane.VideoPlane) -> float:
+    """The mean of a plane's samples, without the padding at the end of each line."""
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return float(rows[:, : plane.width].mean())
+
+
+def written_yuv(path: Path) -> tuple[av.video.codeccontext.VideoCodecContext, list[np.ndarray]]:
+    """The stream's colour tags as its decoder reads them, and each frame's mean Y, Cb, Cr as stored."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        means = [np.array([stored_mean(plane) for plane in frame.planes])
+                 for frame in container.decode(stream)]
+        return stream.codec_context, means
+
+
+def test_mp4_is_tagged_with_the_colour_its_pixels_were_converted_with(tmp_path: Path) -> None:
+    out = tmp_path / "flat.mp4"
+    with Mp4Writer(out, width=64, height=48, fps=25) as writer:
+        for colour in FLAT_COLOURS:
+            writer.write(np.full((48, 64, 3), colour, np.uint8))
+    codec, means = written_yuv(out)
+    # H.273 code points: BT.709 primaries, transfer and matrix, limited range.
+    assert (codec.color_primaries, codec.color_trc, codec.colorspace, codec.color_range) == (1, 1, 1, 1)
+    data = out.read_bytes()
+    assert b"colrnclx\x00\x01\x00\x01\x00\x01\x00" in data, "the MP4 colr atom must say the same as the stream"
+    for colour, got in zip(FLAT_COLOURS, means, strict=True):
+        # Within 1.5 levels: x264 at crf 20 keeps a flat frame nearly exact; BT.601's matrix would be
+        # ~10 levels off in Y for the lip red, so a conversion that disagrees with the tags fails here.
+        assert np.abs(got - bt709_limited_yuv(colour)).max() < 1.5, (colour, got, bt709_limited_yuv(colour))
+    decoded = [frame[24, 32] for _, frame in iter_frames(out)]
+    for colour, pixel in zip(FLAT_COLOURS, decoded, strict=True):
+        assert np.abs(pixel.astype(int) - colour).max() <= 3, "read back through its tags, the colour is kept"

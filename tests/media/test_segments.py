@@ -255,3 +255,29 @@ def test_ffmpeg_plays_the_playlist_through(rendered) -> None:
         audio = np.concatenate([frame.to_ndarray()[0] for frame in container.decode(audio=0)])
     mp4 = decoded_audio(joined)
     np.testing.assert_array_equal(audio[track.priming :][: len(mp4)], mp4)
+
+
+def stored_mean(plane: av.video.plane.VideoPlane) -> float:
+    """The mean of a plane's samples, without the padding at the end of each line."""
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return float(rows[:, : plane.width].mean())
+
+
+def test_segments_and_their_join_carry_the_colour_their_pixels_were_converted_with(tmp_path: Path) -> None:
+    lip_red = (200, 60, 40)
+    red, green, blue = np.asarray(lip_red, float) / 255
+    luma = 0.2126 * red + 0.7152 * green + 0.0722 * blue  # BT.709, limited range
+    expected = np.array([16 + 219 * luma, 128 + 112 * (blue - luma) / 0.9278, 128 + 112 * (red - luma) / 0.7874])
+    frames = np.full((4, 48, 64, 3), lip_red, np.uint8)
+    segment = tmp_path / "seg00000.ts"
+    write_segment(segment, frames, start_frame=0, fps=FPS, audio=None, last=True)
+    joined = join_segments([segment], tmp_path / "joined.mp4")
+    for path in (segment, joined):
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            codec = stream.codec_context
+            assert (codec.color_primaries, codec.color_trc, codec.colorspace, codec.color_range) == (1, 1, 1, 1)
+            frame = next(container.decode(stream))
+            got = np.array([stored_mean(plane) for plane in frame.planes])
+        assert np.abs(got - expected).max() < 1.5, (path.name, got, expected)
+    assert b"colrnclx" in joined.read_bytes(), "the joined MP4's colr atom must carry the stream's tags"

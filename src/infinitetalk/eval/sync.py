@@ -28,6 +28,8 @@ from infinitetalk.eval.video import iter_frames, require_video, video_fps
 MAX_LAG = 5
 _UPPER_LIP, _LOWER_LIP = 13, 14
 _EYES = ((33, 133), (263, 362))
+#: Per eye (the one on the picture's left first): outer corner, inner corner, upper lid, lower lid.
+_LIDS = ((33, 133, 159, 145), (263, 362, 386, 374))
 _MOUTH = (61, 291, 0, 17, 13, 14, 78, 308)
 _lock = threading.Lock()
 
@@ -117,8 +119,13 @@ def sync_score(video: str | Path, audio: str | Path | np.ndarray | None = None,
     """
     require_video(video)  # before the face mesh loads, and before a picture is blamed for having no speech
     aperture, darkness = _measure(video, region)
-    fps = video_fps(video)
-    envelope = _detrend(audio_envelope(video if audio is None else audio, fps, len(aperture)), fps)
+    return score_series(aperture, darkness, video_fps(video), video if audio is None else audio)
+
+
+def score_series(aperture: np.ndarray, darkness: np.ndarray, fps: float,
+                 audio: str | Path | np.ndarray) -> SyncScore:
+    """:func:`sync_score` of series already measured (:func:`measure_face`)."""
+    envelope = _detrend(audio_envelope(audio, fps, len(aperture)), fps)
     aperture, darkness = _detrend(aperture, fps), _detrend(darkness, fps)
     r0 = _pearson(aperture, envelope)
     lag, r_best = _best_lag(aperture, envelope)
@@ -127,13 +134,27 @@ def sync_score(video: str | Path, audio: str | Path | np.ndarray | None = None,
 
 
 def _measure(video: str | Path, region: Region | None = None) -> tuple[np.ndarray, np.ndarray]:
+    aperture, darkness, _ = measure_face(video, region)
+    return aperture, darkness
+
+
+def measure_face(video: str | Path, region: Region | None = None, *,
+                 lids: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame, in one pass of the face mesh: mouth aperture, mouth-box darkness, and each eye's
+    lid gap over its width (frames, 2; the eye on the picture's left first). NaN where no face is found.
+
+    ``lids``: run the mesh with its refined eye and lip points. Without them, the tracking mesh
+    smooths a blink's closed lids away (a blink read 0.7 of the open gap instead of 0.2); the lip
+    sync scores keep the plain mesh, so their numbers stay comparable with earlier ones.
+    """
     import mediapipe as mp
 
     aperture: list[float] = []
     darkness: list[float] = []
+    eyes_open: list[tuple[float, float]] = []
     box: tuple[int, int, int, int] | None = None
     threshold = 0.0
-    with _lock, mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False) as mesh:
+    with _lock, mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=lids) as mesh:
         for frame in iter_frames(video):
             if region is not None:
                 fh, fw = frame.shape[:2]
@@ -148,10 +169,14 @@ def _measure(video: str | Path, region: Region | None = None) -> tuple[np.ndarra
                 pts = np.array([(p.x * w, p.y * h) for p in lms], dtype=np.float32)
             if pts is None:
                 aperture.append(np.nan)
+                eyes_open.append((np.nan, np.nan))
             else:
                 eyes = [pts[list(e)].mean(axis=0) for e in _EYES]
                 gap = np.linalg.norm(pts[_LOWER_LIP] - pts[_UPPER_LIP])
                 aperture.append(float(gap / max(np.linalg.norm(eyes[0] - eyes[1]), 1e-6)))
+                eyes_open.append(tuple(  # type: ignore[arg-type]
+                    float(np.linalg.norm(pts[up] - pts[lo]) / max(np.linalg.norm(pts[a] - pts[b]), 1e-6))
+                    for a, b, up, lo in _LIDS))
             gray = frame @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             if box is None and pts is not None:
                 box, threshold = _mouth_box(pts, gray)
@@ -160,7 +185,8 @@ def _measure(video: str | Path, region: Region | None = None) -> tuple[np.ndarra
             else:
                 x0, y0, x1, y1 = box
                 darkness.append(float((gray[y0:y1, x0:x1] < threshold).mean()))
-    return np.array(aperture, dtype=np.float32), np.array(darkness, dtype=np.float32)
+    return (np.array(aperture, dtype=np.float32), np.array(darkness, dtype=np.float32),
+            np.array(eyes_open, dtype=np.float32).reshape(-1, 2))
 
 
 def _mouth_box(pts: np.ndarray, gray: np.ndarray) -> tuple[tuple[int, int, int, int], float]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from infinitetalk.media.video import AUDIO_BITRATE, X264_OPTIONS
+from infinitetalk.media.video import AUDIO_BITRATE, X264_OPTIONS, tag_colour, yuv_frame
 
 #: MPEG-TS counts time in 90 kHz ticks.
 TS_TIME_BASE = Fraction(1, 90_000)
@@ -166,6 +166,7 @@ def write_segment(
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p"
         video.time_base = frame_base
+        tag_colour(video)
         if audio is not None:
             # Opened as an encoder only so the stream has AAC's parameters (the TS muxer builds
             # ADTS headers from them): we mux the track's packets and encode nothing here.
@@ -181,7 +182,7 @@ def write_segment(
                 packet.stream = sound
                 container.mux(_shifted(packet, audio.time_base))
         for index, frame in enumerate(frames, start_frame):
-            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture = yuv_frame(frame)
             picture.pts = index
             for packet in video.encode(picture):
                 container.mux(_shifted(packet, frame_base))

@@ -15,6 +15,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +36,49 @@ _QUEUE_FRAMES = 8
 #: permissions, not the 0600 of the temporary file they were written as.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+@dataclass(frozen=True)
+class ColourDescription:
+    """How our YUV pixels relate to the RGB they came from, as H.264's VUI and MP4's ``colr`` say it.
+
+    Untagged, each player guesses (BT.601 below 720 lines, BT.709 above, in most), so the same
+    file showed different colours in different players. Our frames are sRGB pictures (BT.709
+    primaries), converted with the BT.709 matrix into limited range, and tagged as exactly that.
+    The transfer is tagged BT.709 (1), not sRGB's own code (13): it is what web video of sRGB
+    sources carries, and what every player, old QuickTime included, honours; 13 is ignored by some
+    players and shown with another curve by others. Values are the ITU-T H.273 code points.
+    """
+
+    primaries: int = 1  # BT.709 (the sRGB primaries)
+    transfer: int = 1  # BT.709 (see above)
+    matrix: int = 1  # BT.709
+    levels: int = 1  # limited ("tv", 16-235), what every player expects of H.264
+    #: swscale's names for the same matrix and range, for the conversion itself.
+    sws_matrix: str = "itu709"
+    sws_range: str = "MPEG"
+
+
+#: The one colour description every video we write carries.
+COLOUR = ColourDescription()
+
+
+def tag_colour(stream: av.VideoStream) -> None:
+    """Tag an encoder's stream with :data:`COLOUR` (x264 writes it into the stream's VUI)."""
+    stream.codec_context.color_primaries = COLOUR.primaries
+    stream.codec_context.color_trc = COLOUR.transfer
+    stream.codec_context.colorspace = COLOUR.matrix
+    stream.codec_context.color_range = COLOUR.levels
+
+
+def yuv_frame(rgb: np.ndarray | av.VideoFrame) -> av.VideoFrame:
+    """An RGB frame converted to yuv420p exactly as :data:`COLOUR` says.
+
+    Left to the encoder, PyAV converts with swscale's default (BT.601), whatever the stream is
+    tagged with; converting here keeps the pixels and the tags in agreement.
+    """
+    picture = rgb if isinstance(rgb, av.VideoFrame) else av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    return picture.reformat(format="yuv420p", dst_colorspace=COLOUR.sws_matrix, dst_color_range=COLOUR.sws_range)
 
 
 class Mp4Writer:
@@ -71,6 +115,7 @@ class Mp4Writer:
         self._video.width, self._video.height = width, height
         self._video.pix_fmt = "yuv420p"
         self._video.time_base = Fraction(1, fps)
+        tag_colour(self._video)
         self._audio_stream = None
         if audio is not None:
             self._audio_stream = self._container.add_stream("aac", rate=sample_rate)
@@ -121,7 +166,8 @@ class Mp4Writer:
             if self._error is not None:
                 continue  # drain, so write() never blocks on a dead encoder
             try:
-                self._container.mux(self._video.encode(video_frame))
+                # Converted on this thread: swscale lets go of the GIL, like x264.
+                self._container.mux(self._video.encode(yuv_frame(video_frame)))
             except BaseException as exc:  # handed to the caller's thread by _raise_encoder_error
                 self._error = exc
 

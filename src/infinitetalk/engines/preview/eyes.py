@@ -20,7 +20,16 @@ _EYES = {
     "right": (33, 133, (33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133)),
     "left": (263, 362, (263, 466, 388, 387, 386, 385, 384, 398, 362), (263, 249, 390, 373, 374, 380, 381, 382, 362)),
 }
-_LOWER_RISE = 0.2  # share of the gap the lower lid rises
+_LOWER_RISE = 0.3  # share of the gap the lower lid rises (the upper lid travels the rest)
+#: How far past the mesh's lid lines the eye is closed, as shares of the lid gap. The mesh puts
+#: its lid points on an average eye's shape: on some faces the iris top and its catchlights show
+#: above its upper lid line, or the white below its lower one (often on one eye of the pair), and
+#: closing only what lay between the lines left that eye open in every blink: a wink.
+_UPPER_MARGIN, _LOWER_MARGIN = 0.1, 0.3
+#: Skin above the upper lid that stretches as it comes down, in (widened) lid gaps. A shorter
+#: stretch (0.6-1.0 were tried) drew a spectacle frame right above the eye down into a dark arc
+#: that reads as an open eye, to the face mesh as to a person.
+_SKIN = 1.6
 
 
 class EyeRig:
@@ -38,8 +47,11 @@ class EyeRig:
         o = np.argsort(lu)
         lu, lv = lu[o], lv[o]
         self.u_grid = np.linspace(-1.5, 1.5, 41).astype(np.float32)
-        self.upper = np.interp(self.u_grid, uu, uv, left=0, right=0)
-        self.lower = np.interp(self.u_grid, lu, lv, left=0, right=0)
+        upper = np.interp(self.u_grid, uu, uv, left=0, right=0)
+        lower = np.interp(self.u_grid, lu, lv, left=0, right=0)
+        gap = np.maximum(lower - upper, 0)
+        self.upper = upper - _UPPER_MARGIN * gap
+        self.lower = lower + _LOWER_MARGIN * gap
         gap = np.maximum(self.lower - self.upper, 0)
         gmax = float(max(gap.max(), 0.1 * half))
         # The eye's own line is the corner line (v = 0); lids are drawn relative to it.
@@ -62,7 +74,7 @@ class EyeRig:
         meet = lo - _LOWER_RISE * gap
         up_new = up + closed * (meet - up)
         lo_new = lo - closed * _LOWER_RISE * gap
-        skin = 1.6 * self._gmax  # lid skin above the lid that stretches
+        skin = _SKIN * self._gmax  # lid skin above the lid that stretches
         above = (up_new - up) * (1 - smoothstep(0, skin, up - v))
         inside = up_new + (v - up) / np.maximum(gap, 1e-3) * (lo_new - up_new) - v
         below = (lo_new - lo) * (1 - smoothstep(0, 0.8 * self._gmax, v - lo))

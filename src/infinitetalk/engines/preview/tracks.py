@@ -18,19 +18,27 @@ class HeadTrack:
 
 
 def blink_track(rng: np.random.Generator, num_frames: int, fps: int) -> np.ndarray:
-    """Lid closure per frame in [0, 1]: quick down, slightly slower up, every 2-6 s."""
+    """Lid closure per frame in [0, 1]: quick down, shut for one frame, slightly slower up, every 2-6 s.
+
+    The shut stretch lasts one frame period, so every blink has a frame with both eyes fully
+    closed whatever its phase against the frame clock: a blink that only peaked between two
+    frames showed half-closed lids, which read as eyes that never closed (on one eye, a wink).
+    """
     closed = np.zeros(num_frames, dtype=np.float32)
     t = rng.uniform(0.6, 2.5)  # the first blink comes early, so short clips have one
     duration = num_frames / fps
     times = (np.arange(num_frames) + 0.5) / fps
+    hold = 1 / fps
     while t < duration:
         length = rng.uniform(*BLINK_LENGTH_S)
-        x = (times - t) / length  # 0..1 across the blink
-        down = np.clip(x / 0.4, 0, 1)
-        up = np.clip((1 - x) / 0.6, 0, 1)
-        closed = np.maximum(closed, np.where((x >= 0) & (x <= 1), np.minimum(down, up) * 1.15, 0).clip(0, 1))
-        t += length + rng.uniform(*BLINK_EVERY_S)
-    return closed
+        if t + length + hold > duration:
+            break  # cut off by the end, it would stop half-closed
+        down, up = 0.4 * length, 0.6 * length
+        closing = np.clip((times - t) / down, 0, 1)
+        opening = np.clip((t + down + hold + up - times) / up, 0, 1)
+        closed = np.maximum(closed, np.minimum(closing, opening))
+        t += length + hold + rng.uniform(*BLINK_EVERY_S)
+    return closed.astype(np.float32)
 
 
 def head_track(rng: np.random.Generator, num_frames: int, fps: int, eye_px: float, energy: np.ndarray) -> HeadTrack:
