@@ -15,6 +15,8 @@ import pytest
 from infinitetalk.media.audio import probe_duration
 from infinitetalk.media.probe import probe
 
+pytestmark = pytest.mark.integration  # the CLI as a subprocess
+
 CLI = [sys.executable, "-m", "infinitetalk.cli"]
 
 
@@ -33,7 +35,7 @@ def test_generate_demo_writes_a_talking_video(tmp_path: Path) -> None:
     video, audio = info.streams
     assert (video.kind, video.codec, audio.kind, audio.codec) == ("video", "h264", "audio", "aac")
     assert video.fps == 25 and video.width % 16 == 0 and video.height % 16 == 0
-    from infinitetalk.cli.generate import demo_inputs
+    from infinitetalk.demo import demo_inputs
 
     speech = probe_duration(demo_inputs()[1])
     assert abs(video.frames / 25 - speech) <= 1 / 25

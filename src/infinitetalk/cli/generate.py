@@ -10,17 +10,16 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import partial
-from importlib import resources
 from pathlib import Path
 from typing import NoReturn
 
-import matplotlib
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from infinitetalk.cli.errors import fail
 from infinitetalk.config import get_settings
+from infinitetalk.demo import demo_inputs
 from infinitetalk.engines import CancelToken, Engine, load_engine
 from infinitetalk.errors import Canceled, InfiniteTalkError, InvalidRequest, StorageFull
 from infinitetalk.media.disk import is_disk_full
@@ -33,13 +32,6 @@ console = Console(stderr=True)
 #: The engines a person picks from. The engine registry also has "instant" (solid frames, for API tests and
 #: load benchmarks), which makes a useless video here, so the command neither lists nor takes it.
 USER_ENGINES = ("auto", "preview", "neural")
-
-
-def demo_inputs() -> tuple[str, str]:
-    """A portrait and speech every install has: matplotlib's Grace Hopper and our bundled MP3."""
-    portrait = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    speech = resources.files("infinitetalk.demo") / "speech.mp3"
-    return str(portrait), str(speech)
 
 
 def parse_bbox(text: str) -> dict[str, float]:
@@ -74,8 +66,8 @@ def generate(
 ) -> None:
     """Make a talking video from a portrait (or a video) and speech."""
     if demo:
-        image, demo_audio = image or demo_inputs()[0], demo_inputs()[1]
-        audio = audio or [demo_audio]
+        portrait, speech = demo_inputs()
+        image, audio = image or str(portrait), audio or [str(speech)]
     try:
         if not audio:
             raise InvalidRequest("give the speech with --audio FILE (or try --demo)", field="audio")

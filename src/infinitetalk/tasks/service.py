@@ -178,6 +178,28 @@ class TaskService:
             log.info("task %s cancel requested", task_id)
         return self.get(key=key, task_id=task_id)
 
+    # --- delete ---
+    def delete_outputs(self, *, key: ApiKey | None, task_id: str) -> Task:
+        """Remove an ended task's files now instead of when they expire: its video, its live preview's segments
+        and its stored inputs. The task stays listed, with its cost and no outputs: it is the key's record of a
+        charge. Conflict while it is queued or running (a render would write them again)."""
+        task = self.get(key=key, task_id=task_id)
+        if not task.state.terminal:
+            raise Conflict(f"task {task_id} is {task.status}: cancel it, or wait until it ends, then delete it",
+                           code="task_not_finished")
+        with self.sessions.begin() as session:
+            row = session.get(Task, task_id)
+            segments = (row.chunks or {}).get("segments") or []
+            names = [*(row.outputs or {}), *(name for name, _ in segments)]
+            row.outputs = None
+            if segments:
+                row.chunks = {**row.chunks, "segments": []}
+        for name in names:
+            self.storage.delete_output(task_id, name)
+        self.storage.delete_inputs(task_id)
+        log.info("task %s outputs deleted (%d files)", task_id, len(names))
+        return self.get(key=key, task_id=task_id)
+
     # --- estimate ---
     def estimate(self, *, key: ApiKey | None, payload: dict) -> Estimate:
         try:

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from infinitetalk.demo import demo_inputs
+from infinitetalk.errors import NotFound
 
 STATIC = resources.files(__name__) / "static"
 
@@ -26,6 +30,21 @@ def playground() -> HTMLResponse:
     # no-cache: after an upgrade the page must not pair an old index with new modules
     return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"),
                         headers={"Cache-Control": "no-cache", "Content-Security-Policy": POLICY})
+
+
+def _sample_files() -> dict[str, tuple[Path, str]]:
+    """The inputs of `infinitetalk generate --demo`."""
+    portrait, speech = demo_inputs()
+    return {"portrait.jpg": (portrait, "image/jpeg"), "speech.mp3": (speech, "audio/mpeg")}
+
+
+@router.get("/playground/samples/{name}")
+def sample(name: str) -> FileResponse:
+    """A sample input for "Try a sample": the page uploads it as if the person had picked it."""
+    path, media_type = _sample_files().get(name, (None, ""))
+    if path is None or not path.is_file():
+        raise NotFound(f"no sample named {name!r}: the samples are portrait.jpg and speech.mp3")
+    return FileResponse(path, media_type=media_type, filename=name, headers={"Cache-Control": "public, max-age=3600"})
 
 
 def install_playground(app: FastAPI) -> None:

@@ -128,6 +128,14 @@ def cancel_task(task_id: str, runtime: RuntimeDep, key: KeyDep) -> TaskPublic:
     return task_public(task, storage=runtime.storage, settings=runtime.settings)
 
 
+@router.delete("/tasks/{task_id}", response_model=TaskPublic)
+def delete_task_outputs(task_id: str, runtime: RuntimeDep, key: KeyDep) -> TaskPublic:
+    """Delete an ended task's video, live preview and stored inputs now rather than when they expire. The task
+    stays listed with its cost and no outputs; 409 while it is queued or running."""
+    task = runtime.service.delete_outputs(key=key, task_id=task_id)
+    return task_public(task, storage=runtime.storage, settings=runtime.settings)
+
+
 @router.post("/estimate", response_model=Estimate, openapi_extra={"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/EstimateRequest"}},
     "multipart/form-data": {"schema": _MULTIPART_SCHEMA}}}})

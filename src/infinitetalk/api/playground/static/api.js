@@ -54,6 +54,7 @@ export class Api {
   submit(payload) { return this.call("POST", "/v1/tasks", { json: payload }); }
   task(id) { return this.call("GET", `/v1/tasks/${encodeURIComponent(id)}`); }
   cancel(id) { return this.call("POST", `/v1/tasks/${encodeURIComponent(id)}/cancel`); }
+  remove(id) { return this.call("DELETE", `/v1/tasks/${encodeURIComponent(id)}`); }
   tasks(limit = 20) { return this.call("GET", `/v1/tasks?limit=${limit}`); }
 
   // Server-sent events of one task. EventSource cannot send an Authorization header, so the stream is read

@@ -21,8 +21,19 @@ export class Picture {
   get width() { return this.source ? (this.source.naturalWidth || this.source.videoWidth) : 0; }
   get height() { return this.source ? (this.source.naturalHeight || this.source.videoHeight) : 0; }
 
+  // Forget the picture and its boxes: a box drawn on one picture means nothing on the next.
+  reset() {
+    this.source = null;
+    this.boxes = [null, null];
+    this.drag = null;
+    this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    this.onChange();
+  }
+
   // Show an image or a video's first frame from a URL (an object URL of a picked file, or a typed URL).
+  // Rejects when the browser cannot draw it, and then shows nothing rather than the picture before.
   async show(url, isVideo) {
+    this.reset();
     const element = isVideo ? document.createElement("video") : new Image();
     await new Promise((resolve, reject) => {
       element.onerror = () => reject(new Error("the browser could not show this file"));
@@ -42,6 +53,20 @@ export class Picture {
     this.canvas.height = Math.round(this.height * scale);
     this.draw();
     this.onChange();
+  }
+
+  // A box typed in (source pixels), or null to drop it: the keyboard's way to what a click or drag does.
+  setBox(speaker, box) {
+    if (box) {
+      const [x0, y0, x1, y1] = [Math.max(0, box.x0), Math.max(0, box.y0),
+        this.width ? Math.min(this.width, box.x1) : box.x1, this.height ? Math.min(this.height, box.y1) : box.y1]
+        .map(Math.round);
+      box = x1 - x0 >= 4 && y1 - y0 >= 4 ? { x0, y0, x1, y1 } : null;
+    }
+    this.boxes[speaker] = box;
+    this.draw();
+    this.onChange();
+    return box;
   }
 
   clear() {

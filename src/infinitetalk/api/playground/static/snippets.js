@@ -22,10 +22,21 @@ function curl({ url, method = "POST", header, body, extraHeaders = [] }, keyed) 
   return lines.join(" \\\n  ");
 }
 
-function pyValue(value, indent) {
-  // JSON that is also a Python literal (true/false/null spelled the Python way)
-  const json = JSON.stringify(value, null, 4).replace(/\n/g, `\n${indent}`);
-  return json.replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
+// A Python literal of a JSON value. Strings are written by JSON.stringify, whose escapes Python reads the same,
+// so true/false/null are spelled the Python way only where they are values, never inside a string.
+function pyValue(value, indent, depth = 1) {
+  if (value === null || value === undefined) return "None";
+  if (value === true) return "True";
+  if (value === false) return "False";
+  if (typeof value !== "object") return JSON.stringify(value);
+  const inner = indent + "    ".repeat(depth);
+  const outer = indent + "    ".repeat(depth - 1);
+  const items = Array.isArray(value)
+    ? value.map((item) => pyValue(item, indent, depth + 1))
+    : Object.entries(value).filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${JSON.stringify(k)}: ${pyValue(v, indent, depth + 1)}`);
+  const [open, close] = Array.isArray(value) ? ["[", "]"] : ["{", "}"];
+  return items.length ? `${open}\n${items.map((item) => inner + item).join(",\n")}\n${outer}${close}` : open + close;
 }
 
 function python({ url, method = "POST", header, body, extraHeaders = [], after }, keyed) {
