@@ -19,7 +19,8 @@ Optimisation rows, each on top of the one before (``--opts``), each on a freshly
   cache      + a step cache (``--step-cache``), quality mode only, full step count
 
 Columns: ``warm s`` the one-time warm-up (a worker pays it once: compile, autotune); ``s/chunk`` end to
-end; ``s/video-s`` per second of video (a chunk adds 72 frames, 2.88 s); ``peak GB``; ``MFU`` = counted
+end; ``s/video-s`` per second of video (a chunk adds 72 frames, 2.88 s); ``peak GB`` (max_memory_allocated over
+the denoising steps); ``plan GB`` the memory planner's prediction of it (``plan.benchmark_peak``); ``MFU`` = counted
 FLOPs (torch's FlopCounterMode on the meta device; an uncached step's) / time / this card's measured
 dense bf16 matmul rate x GPUs; ``PSNR dB`` of the final latents against the eager row of the same mode
 and seed (inf: identical). ``--quality-steps N`` times N quality steps and scales them to 40 (marked ~).
@@ -51,6 +52,7 @@ from infinitetalk.engines.neural.caching import cache_stats, disable_step_cache,
 from infinitetalk.engines.neural.configs import FULL, TINY, ModelConfig
 from infinitetalk.engines.neural.parallel import enable_parallel
 from infinitetalk.engines.neural.pipeline import SAMPLING_MODES
+from infinitetalk.engines.neural.plan import benchmark_peak
 from infinitetalk.engines.neural.sampler import Guidance, euler_step, sigma_schedule
 from infinitetalk.engines.neural.speed import SpeedOptions, apply_speed, compile_blocks, warm_up
 from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
@@ -231,7 +233,7 @@ class Table:
     """Rows to stdout as they come (a run cut short keeps what it measured), and to ``--out`` as markdown."""
 
     COLS = ("mode", "opts", "steps", "passes", "gpus", "warm s", "s/chunk", "s/video-s", "steps s", "vae s")
-    COLS += ("peak GB", "MFU", "PSNR dB")
+    COLS += ("peak GB", "plan GB", "MFU", "PSNR dB")
 
     def __init__(self, out: Path | None, show: bool, title: str) -> None:
         self.out, self.show = out, show
@@ -333,6 +335,14 @@ def main() -> int:
         + ("; tiny: compile rows trace with aot_eager (inductor's C++ build takes minutes here)" if args.tiny else ""),
     )
 
+    def planned(mode_name: str, quantize: str) -> str:
+        """The memory plan's prediction of this row's peak (engines/neural/plan.py): the first GPU run checks it."""
+        try:
+            peak = benchmark_peak(cfg, size[1], size[0], mode_name, world, quantize, vae_dim=8 if args.tiny else 96)
+        except Exception as exc:  # noqa: BLE001 - a planner failure must not cost the measured row
+            return f"({type(exc).__name__})"
+        return f"{peak / 2**30:.1f}"
+
     baseline: dict[str, torch.Tensor] = {}  # the eager row's latents per mode: every row's PSNR
     previous: dict[str, torch.Tensor] = {}  # the last uncached row's: the cache row's own PSNR
     fastest: dict[str, tuple[float, Row]] = {}  # per mode: the quickest row within TOLERANCE_DB, fully timed
@@ -409,7 +419,7 @@ def main() -> int:
             table.add(
                 [mode.name, label, f"{mode.steps}{mark}", str(passes), str(world), f"{warm_s:.2f}"]
                 + [f"{mark}{chunk_s:.2f}", f"{mark}{chunk_s / VIDEO_S_PER_CHUNK:.2f}", f"{mark}{steps_s:.2f}"]
-                + [f"{vae_s:.2f}", peak, f"{mfu:.1%}", close]
+                + [f"{vae_s:.2f}", peak, planned(mode.name, row.speed.quantize), f"{mfu:.1%}", close]
             )
             if row.cache:
                 against = f"{psnr(latents, uncached):.1f} dB" if uncached is not None else "n/a"

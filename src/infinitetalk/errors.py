@@ -10,7 +10,8 @@ to a status code in one place; the CLI prints ``code: message`` and exits non-ze
     │   ├── InputTooLarge             413 over a byte/duration/pixel cap
     │   ├── UnsupportedMediaType      415 a body whose Content-Type we do not read (JSON without a JSON type)
     │   ├── UrlNotAllowed             400 URL refused by the address guard
-    │   └── NoFaceDetected            400 nothing to animate
+    │   ├── NoFaceDetected            400 nothing to animate
+    │   └── WontFit                   400 the job or the start-up needs more GPU memory than the card has
     ├── FetchFailed                   400 a URL could not be downloaded
     ├── Unauthorized                  401 no key, or a key we do not know / revoked
     ├── InsufficientBalance           402 the price cannot be reserved from the key's balance

@@ -13,6 +13,7 @@ from infinitetalk.engines.base import CancelToken, ChunkResult, EngineJob, Engin
 from infinitetalk.engines.neural.audio import AudioEncoder
 from infinitetalk.engines.neural.caching import StepCache, disable_step_cache, enable_step_cache
 from infinitetalk.engines.neural.pipeline import SAMPLING_MODES, InfiniteTalkPipeline, PipelineInputs, SamplingOptions
+from infinitetalk.engines.neural.plan import FitCheck, Setting, card_gib, config_from_headers, sampling_of, vae_dim_of
 from infinitetalk.engines.neural.sampler import Guidance
 from infinitetalk.engines.neural.speed import SpeedOptions, apply_speed
 from infinitetalk.engines.neural.text_clip import ImageEncoder, TextEncoder, load_clip, load_t5
@@ -91,7 +92,7 @@ class NeuralEngine:
 
     def __init__(
         self, pipeline: InfiniteTalkPipeline, *, variant: str = "single", options: SamplingOptions | None = None,
-        step_cache: StepCache | None = None, distilled: bool = False,
+        step_cache: StepCache | None = None, distilled: bool = False, fit_check: FitCheck | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.variant = variant
@@ -100,6 +101,8 @@ class NeuralEngine:
         self.distilled = distilled
         self.step_cache = step_cache
         self._cached_steps: int | None = None  # the step count the cache is set up for; None: off
+        #: Refuses a job the card's memory cannot hold before it starts (None: nothing to check, a CPU).
+        self.fit_check = fit_check
 
     @classmethod
     def from_pretrained(
@@ -114,6 +117,7 @@ class NeuralEngine:
         options: SamplingOptions | None = None,
         speed: SpeedOptions | None = None,
         step_cache: StepCache | None = None,
+        gpu_memory_gb: float | None = None,
     ) -> NeuralEngine:
         """Load every part from a weights folder (see ``WeightsLayout``).
 
@@ -121,9 +125,12 @@ class NeuralEngine:
         at a time (diffusers group offload), for 24-48 GB cards; the passes then run one by one.
         ``speed``: FP8/int8, the attention backend and regional compile (``speed.py``), checked before anything
         is loaded. ``step_cache``: a block cache for the many-step modes (``caching.py``).
+        ``gpu_memory_gb``: the card's memory (default: the CUDA device's; none on a CPU): settings whose
+        planned peak (``plan.py``) exceeds it are refused here, before any weights are read, and so are jobs.
         """
         layout = WeightsLayout(Path(weights_dir))
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        fit_check = _fit_check(layout, device, gpu_memory_gb, variant, offload, options, speed)
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         home = torch.device("cpu") if offload else device
         transformer = load_transformer(layout, variant=variant, device=home, dtype=dtype, loras=loras)
@@ -149,7 +156,8 @@ class NeuralEngine:
         opts = options or SamplingOptions()
         if offload:
             opts = SamplingOptions(opts.steps, opts.shift, opts.guidance, opts.color_correction, batch_passes=False)
-        return cls(pipe, variant=variant, options=opts, step_cache=step_cache, distilled=bool(loras))
+        return cls(pipe, variant=variant, options=opts, step_cache=step_cache, distilled=bool(loras),
+                   fit_check=fit_check)
 
     def _mode(self, job: EngineJob) -> SamplingOptions:
         """The engine's own mode, or the fast one for a job that asks for it (``extras["sampling"]``) on an
@@ -198,6 +206,8 @@ class NeuralEngine:
         ``ChunkOutput.state``); resuming from it makes the frames an uninterrupted run makes.
         """
         options = self._options(job)
+        if self.fit_check is not None:
+            self.fit_check.job(job.width, job.height, len(job.speakers), sampling_of(options))
         self._cache_for(options.steps)
         chunks = self.pipeline.generate_chunks(
             self._inputs(job), job.height, job.width, options, progress, cancel, resume
@@ -243,6 +253,23 @@ class NeuralEngine:
         if inputs.ref_masks is not None:
             inputs.ref_masks = inputs.ref_masks.to(self.pipeline.device)
         return inputs
+
+
+def _fit_check(layout: WeightsLayout, device: torch.device, gpu_memory_gb: float | None, variant: str,
+               offload: bool, options: SamplingOptions | None, speed: SpeedOptions | None) -> FitCheck | None:
+    """The engine's memory check, run once for its settings (raises ``WontFit``); None where there is no card."""
+    import torch.distributed as dist
+
+    memory = gpu_memory_gb if gpu_memory_gb is not None else card_gib(device)
+    cfg = config_from_headers(layout, variant)
+    if memory is None or cfg is None:
+        return None
+    gpus = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    setting = Setting(sampling=sampling_of(options or SamplingOptions()), speakers=2 if variant == "multi" else 1,
+                      offload=offload, quantize=(speed or SpeedOptions()).quantize, gpus=gpus)
+    check = FitCheck(cfg, memory, setting, vae_dim_of(layout))
+    check.start()
+    return check
 
 
 def load_engine(weights_dir: str | Path, **kwargs: object) -> NeuralEngine:
