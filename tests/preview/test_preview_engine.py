@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,13 @@ from PIL import Image
 from infinitetalk.engines.preview import PreviewEngine
 from infinitetalk.errors import NoFaceDetected
 from infinitetalk.eval import mouth_aperture, sync_score
+from infinitetalk.eval.sync import audio_envelope, measure_face, score_series
 from infinitetalk.eval.video import iter_frames
 from infinitetalk.media.probe import probe
 from infinitetalk.render.render import render
 from infinitetalk.schema import GenerationRequest
+
+pytestmark = pytest.mark.slow  # renders with face tracking: tens of seconds on 2 cores
 
 ENGINE = PreviewEngine()
 
@@ -43,6 +47,56 @@ def test_mouth_follows_the_speech(videos: dict[str, Path], slow_speech_wav: Path
     # single control can reach ~0.2 by chance: one must stay under 0.2, the other under 0.3.
     controls = sorted(sync_score(videos[name], wrong).r_lag0 for wrong in (slow_speech_wav, other_speech_wav))
     assert controls[0] < 0.2 and controls[1] < 0.3, controls
+
+
+#: A sentence whose loudness shares no rhythm with "hello" (their envelopes' r stays under 0.1 at every
+#: lag the score searches): the control that a mouth following "hello" must score about 0 against.
+UNRELATED = ("Lemons and limes are sour, but oranges are usually sweet.", "en-us", "140")
+
+
+@pytest.fixture(scope="module")
+def wrong_speech(tmp_path_factory: pytest.TempPathFactory, slow_speech_wav: Path,
+                 other_speech_wav: Path) -> dict[str, Path]:
+    lemons = tmp_path_factory.mktemp("unrelated") / "lemons.wav"
+    text, voice, speed = UNRELATED
+    subprocess.run(["espeak-ng", "-v", voice, "-s", speed, "-w", str(lemons), text], check=True)
+    return {"ships": slow_speech_wav, "weather": other_speech_wav, "lemons": lemons}
+
+
+@pytest.fixture(scope="module")
+def mouths(videos: dict[str, Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each video's aperture and mouth-box darkness, measured once for every control."""
+    return {name: measure_face(path)[:2] for name, path in videos.items()}
+
+
+def _shared_rhythm(speech: Path, wrong: Path, frames: int):
+    """The score a mouth that followed ``speech`` perfectly would get against ``wrong``: the two envelopes' r."""
+    envelope = audio_envelope(speech, 25, frames)
+    return score_series(envelope, envelope, 25, wrong)
+
+
+@pytest.mark.parametrize("name", ["grace", "astronaut"])
+@pytest.mark.parametrize("wrong", ["ships", "weather"])
+def test_no_correlation_of_its_own_with_other_speech(mouths: dict, wrong_speech: dict[str, Path], speech_wav: Path,
+                                                      name: str, wrong: str) -> None:
+    # Two espeak sentences share some rhythm ("weather" and "hello" envelopes: r=0.23 at lag 0; "ships":
+    # 0.20 at lag +3), and a mouth that follows "hello" inherits it. What the engine must not do is add
+    # any of its own (a periodic motion, a mouth moved by non-speech energy, a lag from smoothing).
+    aperture, darkness = mouths[name]
+    shared = _shared_rhythm(speech_wav, wrong_speech[wrong], len(aperture))
+    mouth = score_series(aperture, darkness, 25, wrong_speech[wrong])
+    assert mouth.r_lag0 <= max(shared.r_lag0, 0.0) + 0.05, (mouth, shared)
+    assert mouth.r_best <= shared.r_best + 0.05, (mouth, shared)
+
+
+@pytest.mark.parametrize("name", ["grace", "astronaut"])
+def test_unrelated_speech_scores_about_zero(mouths: dict, wrong_speech: dict[str, Path], speech_wav: Path,
+                                           name: str) -> None:
+    aperture, darkness = mouths[name]
+    shared = _shared_rhythm(speech_wav, wrong_speech["lemons"], len(aperture))
+    assert abs(shared.r_lag0) < 0.1 and shared.r_best < 0.1, shared  # the control shares nothing with the speech
+    mouth = score_series(aperture, darkness, 25, wrong_speech["lemons"])
+    assert mouth.r_lag0 < 0.2 and mouth.r_best < 0.2, mouth
 
 
 def eye_apertures(video: Path) -> np.ndarray:

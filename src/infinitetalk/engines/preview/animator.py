@@ -64,6 +64,9 @@ class FaceAnimator:
         self.mouth = MouthRig(pts, size)
         self.eyes = [EyeRig(pts, side, size) for side in ("right", "left")]
         self.head = HeadRig((fx0 - x0, fy0 - y0, fx1 - x0, fy1 - y0), pts[lm.CHIN], size)
+        # Only this part of the crop ever changes: elsewhere every map is the identity, the pixels the frame has.
+        boxes = np.array([self.head.moving_box(), self.mouth.warp.roi, *(eye.warp.roi for eye in self.eyes)])
+        self._live = (*boxes[:, :2].min(axis=0).tolist(), *boxes[:, 2:].max(axis=0).tolist())
         # The lips' colour where they are in these pixels (open or not).
         seen = own - np.array([x0, y0], np.float32)
         outer = np.concatenate([seen[list(lm.OUTER_UPPER)], seen[list(lm.OUTER_LOWER)][::-1]])
@@ -118,13 +121,16 @@ class FaceAnimator:
         if pose.blink > 0.01:
             for eye in self.eyes:
                 self._add_local(mapping, eye.warp, *eye.forward_tables(pose.blink))
-        crop = cv2.remap(self.source, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        crop = frame[y0:y1, x0:x1]
+        crop[...] = self.source  # outside the live part nothing moves (and an overlapping speaker is drawn over, as ever)
+        lx0, ly0, lx1, ly1 = self._live
+        crop[ly0:ly1, lx0:lx1] = cv2.remap(self.source, mapping[ly0:ly1, lx0:lx1], None, cv2.INTER_LINEAR,
+                                           borderMode=cv2.BORDER_REPLICATE)
         if pose.open > 0.01:
             upper, lower = self.mouth.inner_lips(mouth_pose)
             upper = self.head.forward_points(upper, *move)
             lower = self.head.forward_points(lower, *move)
             paint_interior(crop, upper, lower, self.eye_px, self.palette, self.grain, teeth=self._paint_teeth)
-        frame[y0:y1, x0:x1] = crop
 
     @staticmethod
     def _add_local(mapping: np.ndarray, warp, fwd_u: np.ndarray, fwd_v: np.ndarray) -> None:

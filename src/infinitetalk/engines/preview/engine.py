@@ -13,10 +13,11 @@ unchanged. ``generate_chunks`` makes the same frames in chunks a long job can re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+import cv2
 import numpy as np
 
 from infinitetalk.engines.base import (
@@ -87,16 +88,19 @@ class PreviewEngine:
         """
         count = -(-job.num_frames // PREVIEW_CHUNK_FRAMES)
         first = 0 if resume is None else chunk_after(resume, job.num_frames, count)
-        frames = self._frames(job, progress, cancel, start=first * PREVIEW_CHUNK_FRAMES)
+        chunk, start = np.empty((0, job.height, job.width, 3), np.uint8), 0
+
+        def in_chunk(i: int) -> np.ndarray:
+            return chunk[i - start]
+
+        # Frames are drawn straight into the chunk: one full-frame copy fewer per frame.
+        frames = self._frames(job, progress, cancel, start=first * PREVIEW_CHUNK_FRAMES, into=in_chunk)
         try:
             for index in range(first, count):
                 start = index * PREVIEW_CHUNK_FRAMES
                 chunk = np.empty((min(PREVIEW_CHUNK_FRAMES, job.num_frames - start), job.height, job.width, 3),
                                  np.uint8)
-                filled = 0
-                for frame in islice(frames, len(chunk)):
-                    chunk[filled] = frame
-                    filled += 1
+                filled = sum(1 for _ in islice(frames, len(chunk)))
                 if filled < len(chunk):
                     raise EngineError(f"the source gave {start + filled} frames, the job needs {job.num_frames}")
                 state = {"chunk": np.array(index, np.int64), "num_frames": np.array(job.num_frames, np.int64)}
@@ -104,9 +108,12 @@ class PreviewEngine:
         finally:
             frames.close()  # the tracker's mediapipe graphs, when a caller stops early
 
-    def _frames(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken,
-                start: int) -> Iterator[np.ndarray]:
-        """The job's frames from frame ``start`` on; progress is over the whole job."""
+    def _frames(self, job: EngineJob, progress: ProgressCallback, cancel: CancelToken, start: int,
+                into: Callable[[int], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+        """The job's frames from frame ``start`` on; progress is over the whole job.
+
+        ``into(i)``: the array frame ``i`` is drawn in (and yielded as); by default a new one each frame.
+        """
         count = -(-job.num_frames // PREVIEW_CHUNK_FRAMES)
         if start >= job.num_frames:
             progress(1.0, f"chunk {count}/{count}")
@@ -143,11 +150,19 @@ class PreviewEngine:
             offset = 0
             if start:
                 progress(start / job.num_frames, f"catching up to chunk {start // PREVIEW_CHUNK_FRAMES + 1}/{count}")
+        # OpenCV on this thread alone while frames are drawn: each warp is a few hundred thousand
+        # pixels, and split over OpenCV's pool the hand-offs cost more than they save, while the
+        # encoder's thread already keeps a second core busy (on 2 loaded cores a frame took ~5.3 ms
+        # of CPU with the pool, ~3.9 ms without). The setting is the process's: put back at the end.
+        cv2_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
         try:
             for i, (source, current) in enumerate(sources, start=offset):
                 cancel.raise_if_canceled()
                 drawn = i >= start
-                frame = source.copy() if drawn else source
+                if drawn:
+                    frame = into(i) if into is not None else np.empty_like(source)
+                    np.copyto(frame, source)
                 for k, (plan, face) in enumerate(zip(plans, current, strict=True)):
                     if face is None:
                         continue  # this speaker's face is lost in this frame: leave it as it is
@@ -165,6 +180,7 @@ class PreviewEngine:
                     progress(done / job.num_frames, f"chunk {i // PREVIEW_CHUNK_FRAMES + 1}/{count}")
                 yield frame
         finally:
+            cv2.setNumThreads(cv2_threads)
             if tracked:
                 tracked.close()
 

@@ -50,6 +50,16 @@ class HeadRig:
         fine = cv2.resize(coarse, ((coarse.shape[1]) * _COARSE, coarse.shape[0] * _COARSE), interpolation=cv2.INTER_LINEAR)
         return self._grid + fine[:h, :w]
 
+    def moving_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): the part of the crop that head motion can move; outside it the map is the identity."""
+        rows, cols = np.nonzero(self._mask > 0)
+        w, h = self.size
+        if not len(rows):
+            return (0, 0, 0, 0)
+        # The fine map is the coarse one resized: a node reaches a little over one grid step around it.
+        return (max(0, int(cols.min()) * _COARSE - _COARSE), max(0, int(rows.min()) * _COARSE - _COARSE),
+                min(w, int(cols.max()) * _COARSE + 2 * _COARSE), min(h, int(rows.max()) * _COARSE + 2 * _COARSE))
+
     def identity_map(self) -> np.ndarray:
         """The backward map of no motion (a fresh copy: callers add to it)."""
         return self._grid.copy()
