@@ -232,6 +232,40 @@ def _sqlite_outside_tests_api(request: pytest.FixtureRequest) -> None:
         api_servers.use_postgres(None)
 
 
+# --- the fast lane: `pytest -m "not integration and not slow"` ----------------------------------------
+
+#: Folders whose every test runs the product as separate processes (a fleet, compose, the provider SDKs against a
+#: server, a browser on the playground, the schema fuzzer).
+INTEGRATION_FOLDERS = frozenset({"fleet", "playground", "deploy", "compat", "fuzz"})
+#: Fixtures that start a server process: the services above, and tests/api's servers (uvicorn in a subprocess).
+INTEGRATION_FIXTURES = frozenset({"redis_url", "postgres", "postgres_url", "s3_endpoint", "preview_server",
+                                  "keyed_server"})
+#: The parameter values of tests that run once per store, whose fixture then starts that store's server.
+SERVICE_PARAMS = frozenset({"postgresql", "s3"})
+
+
+def _needs_other_processes(item: pytest.Item) -> bool:
+    folder = item.path.relative_to(Path(__file__).parent).parts[0]
+    if folder in INTEGRATION_FOLDERS or INTEGRATION_FIXTURES.intersection(item.fixturenames):
+        return True
+    # the PostgreSQL or S3 half of a test parametrized over stores (its fixture asks for the server lazily)
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and SERVICE_PARAMS.intersection(map(str, callspec.params.values())):
+        return True
+    # a module that starts the API server itself, in its tests or its own fixtures
+    api_servers = sys.modules.get("api_servers")
+    return api_servers is not None and getattr(getattr(item, "module", None), "Server", None) is api_servers.Server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``integration`` every test that needs a server process, PostgreSQL, Redis, S3 or a browser, so what
+    is left (``-m "not integration"``) runs in this process on SQLite and temp folders. A test that starts a
+    subprocess in its own body carries the mark itself."""
+    for item in items:
+        if _needs_other_processes(item):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture
 def webhook_receiver():  # noqa: ANN201 - an api_servers.WebhookReceiver
     """A loopback receiver that records every webhook POST (answers with ``statuses`` in turn, then 200)."""

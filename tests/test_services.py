@@ -60,6 +60,7 @@ def test_postgres_is_found_off_path() -> None:
     assert (bindir / "initdb").exists() and (bindir / "pg_ctl").exists()
 
 
+@pytest.mark.integration  # starts PostgreSQL
 def test_postgres_stops_and_leaves_nothing_behind() -> None:
     import psycopg
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.integration  # the CLI as a subprocess
+
 CLI = [sys.executable, "-m", "infinitetalk.cli"]
 
 

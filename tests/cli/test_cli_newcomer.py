@@ -16,6 +16,8 @@ from infinitetalk.config import Settings
 from infinitetalk.errors import InvalidRequest
 from infinitetalk.schema import GenerationRequest, Mode
 
+pytestmark = pytest.mark.integration  # the CLI (and install.sh) as a subprocess
+
 CLI = [sys.executable, "-m", "infinitetalk.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import pytest
 from api_servers import wait_until
 from long_renders import SEED, frame_hashes, uninterrupted
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # the CLI as a subprocess
 
 
 def _chunks_kept(parts: Path) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # install.sh as a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Answers the script's questions as a Python of $FAKE_VERSION would (venv-less with $FAKE_NO_VENV=1) and logs

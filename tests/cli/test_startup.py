@@ -17,6 +17,8 @@ import pytest
 from api_servers import free_port, wait_until
 from services import postgres_server
 
+pytestmark = pytest.mark.integration  # servers and workers as subprocesses, PostgreSQL
+
 #: The exit code of a start that cannot happen (cli/errors.py EXIT_CANNOT_START).
 CANNOT_START = 3
 

@@ -39,14 +39,14 @@ class Workers:
     def holding(self, task_id: str) -> dict:
         """The worker running ``task_id``, read straight from the store (a CLI call per poll is too slow to
         catch a short task running)."""
+        from infinitetalk.runtime.fleet import live_workers
         from infinitetalk.tasks.db import open_database
-        from infinitetalk.tasks.models import WorkerRow
 
         db, sessions = open_database(settings_for(self.data_dir))
 
         def holder() -> dict | None:
             with sessions() as session:
-                row = session.query(WorkerRow).filter_by(task_id=task_id, stopped_at=None).first()
+                row = next((row for row in live_workers(session) if row.task_id == task_id), None)
                 return {"id": row.id, "pid": row.pid} if row else None
 
         try:

@@ -161,6 +161,7 @@ except InfiniteTalkError as exc:
 """
 
 
+@pytest.mark.integration  # a fetch in a subprocess, on a disk made full
 @pytest.mark.parametrize("source", ["url", "chunked", "data"])
 def test_a_full_disk_is_storage_full_and_leaves_nothing(file_server, tmp_path: Path, source: str) -> None:
     payload = b"RIFF" + bytes(300_000)

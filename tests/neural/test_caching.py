@@ -153,6 +153,7 @@ def test_no_state_leaks_from_one_run_into_the_next(model, kind) -> None:
     assert not torch.equal(leaked, alone)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores
 def test_passes_one_at_a_time_keep_a_state_each(model) -> None:
     """The offload mode calls once per guidance pass with the same timestep and input; each pass is
     cached on its own history. TaylorSeer and MagCache decide by step, not by data, so one pass at a

@@ -51,6 +51,7 @@ def engine(tiny_weights) -> NeuralEngine:
     return NeuralEngine.from_pretrained(tiny_weights.root, device="cpu", options=SamplingOptions(steps=2))
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_image_to_video_two_chunks_into_mp4(engine, tmp_path) -> None:
     assert isinstance(engine, Engine)
     seen = []
@@ -66,6 +67,7 @@ def test_image_to_video_two_chunks_into_mp4(engine, tmp_path) -> None:
     assert ("chunk 2/2, step 2/2" in seen[-1][1]) and len([s for _, s in seen if "step" in s]) == 4
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_deterministic_for_a_seed(engine) -> None:
     a = np.stack(list(engine.generate(_job(seed=5, frames=30), lambda *_: None, CancelToken())))
     b = np.stack(list(engine.generate(_job(seed=5, frames=30), lambda *_: None, CancelToken())))
@@ -95,6 +97,7 @@ def _run_recording(pipe, inputs: PipelineInputs, opts: SamplingOptions, monkeypa
     return out, calls, decoded, chunks
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_motion_frames_carried_over(engine, monkeypatch) -> None:
     pipe = engine.pipeline
     inputs = PipelineInputs(audio=[_audio(FRAMES)], num_frames=FRAMES, seed=1, image=cover_crop(_portrait(), 32, 32))
@@ -119,6 +122,7 @@ def test_motion_frames_carried_over(engine, monkeypatch) -> None:
     assert np.array_equal(chunks[0], expected)
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_color_correction_on_by_default_and_before_the_motion_frames(engine, monkeypatch) -> None:
     """The official command line corrects every decoded chunk at strength 1.0 towards the first reference
     frame, and the next chunk's motion frames are taken from the corrected float frames."""
@@ -135,6 +139,7 @@ def test_color_correction_on_by_default_and_before_the_motion_frames(engine, mon
     assert np.abs(out[:81].astype(int) - np.round(corrected * 255).astype(int)).max() <= 1
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_video_to_video_uses_source_frame_per_chunk(engine) -> None:
     source = [np.full((40, 48, 3), (i * 2) % 256, np.uint8) for i in range(FRAMES)]
     calls: list[torch.Tensor] = []
@@ -152,6 +157,7 @@ def test_video_to_video_uses_source_frame_per_chunk(engine) -> None:
     assert torch.allclose(calls[2][0, 20:], cond72[0, 4:], atol=1e-5)  # chunk 2 starts at frame 72
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_cancel_between_steps(engine) -> None:
     cancel = CancelToken()
 
@@ -170,6 +176,7 @@ def test_two_speakers_need_multi_weights(engine) -> None:
 
 
 @pytest.mark.parametrize("batch", [True, False])
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_two_speakers_null_audio_is_one_person(tiny_weights, batch: bool) -> None:
     """wan/multitalk.py: the no-audio guidance pass gets ``torch.zeros_like(audio_embs)[-1:]``, ONE person's zeros."""
     multi = NeuralEngine.from_pretrained(
@@ -236,6 +243,7 @@ def test_color_correction_out_of_range_is_refused(engine) -> None:
         list(engine.generate(_job(frames=20, extras={"color_correction": 1.5}), lambda *_: None, CancelToken()))
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_two_pass_mode_from_job_extras(engine) -> None:
     calls: list[int] = []
     handle = engine.pipeline.transformer.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
@@ -247,6 +255,7 @@ def test_two_pass_mode_from_job_extras(engine) -> None:
     assert calls == [2]  # one step, cond + no-audio batched
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_offload_gives_the_same_frames(tiny_weights) -> None:
     # Group offload streams blocks between CPU and the compute device; here both are the CPU,
     # so this checks the hooks leave the results alone (passes then run one at a time).
@@ -270,6 +279,7 @@ def test_load_engine_picks_neural_when_weights_are_configured(tiny_weights) -> N
     assert load_engine(Settings()).name == "preview"
 
 
+@pytest.mark.slow  # the tiny model end to end: over a minute on 2 cores
 def test_speed_settings_reach_the_engine(tiny_weights) -> None:
     """INFINITETALK_NEURAL_QUANTIZE / _STEP_CACHE: int8 block linears, and a step cache on the many-step jobs only."""
     from infinitetalk.config import Settings

@@ -14,6 +14,8 @@ from infinitetalk.engines.neural.loop import plan_chunks
 from infinitetalk.engines.neural.pipeline import SamplingOptions
 from infinitetalk.schema import Mode
 
+pytestmark = pytest.mark.slow  # the tiny model over several chunks: minutes on 2 cores
+
 OPTIONS = SamplingOptions(steps=2)
 
 

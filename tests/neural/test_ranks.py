@@ -25,6 +25,8 @@ from infinitetalk.engines.ranks import LeadEngine, RankGroup, follow
 from infinitetalk.errors import Canceled
 from infinitetalk.schema import Mode
 
+pytestmark = pytest.mark.slow  # rank processes, each with the tiny model
+
 TIMEOUT_S = 180
 OPTIONS = SamplingOptions(steps=2)
 JOBS = 6

@@ -144,6 +144,7 @@ def test_compile_option_compiles_the_repeated_blocks_only(model) -> None:
 
 @_INDUCTOR_IMPORT
 @torch.no_grad()
+@pytest.mark.slow  # over 10 s on 2 busy cores
 def test_regional_compile_matches_eager_and_warm_up_covers_the_job_shape(model) -> None:
     """Traced as one graph per block (fullgraph: no graph breaks), run through AOT autograd. Inductor's
     C++ codegen takes ~13 s for the tiny model on this 2-core CPU, too slow for the suite; the GPU

@@ -77,6 +77,7 @@ MASKS = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1]])
 
 
 @torch.no_grad()
+@pytest.mark.slow  # over 10 s on 2 busy cores
 def test_null_audio_pass_is_one_person_and_unrouted(model) -> None:
     """wan/multitalk.py passes ``torch.zeros_like(audio_embs)[-1:]``: one person, so human_num == 1 and the
     audio attention is the plain one (no rotary routing, masks unused) even for a two-speaker job."""

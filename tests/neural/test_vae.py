@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 from neural_factories import write_vae
 
@@ -7,6 +8,7 @@ from infinitetalk.engines.neural.vae import VideoVAE, load_vae
 from infinitetalk.engines.neural.weights import WeightsLayout
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores
 def test_vae_loads_from_wan_pth(tmp_path) -> None:
     layout = WeightsLayout(tmp_path)
     layout.base_dir.mkdir(parents=True)

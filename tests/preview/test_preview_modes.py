@@ -17,6 +17,8 @@ from infinitetalk.media.video import Mp4Writer
 from infinitetalk.render.render import render
 from infinitetalk.schema import GenerationRequest
 
+pytestmark = pytest.mark.slow  # renders with face tracking: tens of seconds on 2 cores
+
 ENGINE = PreviewEngine()
 LEFT, RIGHT = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)
 

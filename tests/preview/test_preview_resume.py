@@ -15,6 +15,8 @@ from infinitetalk.engines.preview.engine import PREVIEW_CHUNK_FRAMES
 from infinitetalk.media.audio import decode_audio
 from infinitetalk.schema import Mode
 
+pytestmark = pytest.mark.slow  # renders four chunks twice
+
 W, H = 192, 224
 FRAMES = 3 * PREVIEW_CHUNK_FRAMES + 30  # four chunks, the last one shorter
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from services import PostgresServer
 
+pytestmark = pytest.mark.integration  # migrating processes as subprocesses
+
 MIGRATE = """
 import sys
 from pathlib import Path

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,11 @@ QUEUE = "infinitetalk-tasks"
 ACTOR = "run_task"
 #: A dead worker's unacknowledged messages go back to the queue after this long without its heartbeat.
 BROKER_HEARTBEAT_MS = 30_000
+#: ``stub://NAME``: Dramatiq's in-memory StubBroker instead of Redis, one per NAME, shared by every TaskQueue of
+#: the process with that URL, so an API side and a worker run the fleet's code path in one process (the fast
+#: tests). Nothing leaves the process: never a fleet's setting.
+STUB_SCHEME = "stub://"
+_STUB_BROKERS: dict[str, StubBroker] = {}
 
 
 def _not_here(task_id: str) -> None:
@@ -34,8 +40,16 @@ class TaskQueue:
     """The broker and the one actor. API processes only ``send``; a worker passes ``run``."""
 
     def __init__(self, url: str, *, task_timeout_s: float, run: Callable[[str], None] | None = None) -> None:
-        self.broker = RedisBroker(url=url, heartbeat_timeout=BROKER_HEARTBEAT_MS,
-                                  namespace="infinitetalk")
+        self.broker: RedisBroker | StubBroker
+        if url.startswith(STUB_SCHEME):
+            self.broker = _STUB_BROKERS.setdefault(url, StubBroker())
+        else:
+            self.broker = RedisBroker(url=url, heartbeat_timeout=BROKER_HEARTBEAT_MS, namespace="infinitetalk")
+        if ACTOR in self.broker.actors:  # a stub broker that another TaskQueue of this process declared it on
+            if run is None:  # sending needs no actor of our own: the worker's stays the one that runs them
+                self.actor = self.broker.get_actor(ACTOR)
+                return
+            del self.broker.actors[ACTOR]  # an API side's, which only sends: the worker's runs what comes
         self.actor = dramatiq.actor(
             run or _not_here, broker=self.broker, actor_name=ACTOR, queue_name=QUEUE,
             max_retries=0, time_limit=int((task_timeout_s + 300) * 1000),
@@ -46,6 +60,8 @@ class TaskQueue:
 
     def depth(self) -> int:
         """Messages waiting in the queue (not yet taken by a worker)."""
+        if isinstance(self.broker, StubBroker):
+            return self.broker.queues[QUEUE].qsize()
         return int(self.broker.client.llen(f"{self.broker.namespace}:{QUEUE}"))
 
     def close(self) -> None:
