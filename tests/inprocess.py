@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import mimetypes
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
@@ -25,6 +27,17 @@ TERMINAL = frozenset({TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value, TaskS
 def settings_in(data_dir: Path, **values: object) -> Settings:
     """Settings for one machine in ``data_dir``: its SQLite file and local storage there, no other service."""
     return Settings(**{"data_dir": data_dir, "database_url": None, "broker_url": None, "storage_url": None, **values})
+
+
+@contextmanager
+def api_side(data_dir: Path, **values: object) -> Iterator[Runtime]:
+    """An API process of a fleet whose queue no worker consumes (a stub broker of its own): its tasks stay queued
+    until the test moves them itself."""
+    runtime = Runtime(settings_in(data_dir, broker_url=f"stub://{uuid.uuid4().hex}", **values))
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
 
 
 def data_uri(path: Path) -> str:

@@ -4,13 +4,12 @@ reservation, and nothing in this process that would run them, so each test moves
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from inprocess import balance_micros, data_uri, ledger, new_key, row, settings_in
+from inprocess import api_side, balance_micros, data_uri, ledger, new_key, row
 from sqlalchemy import update
 
 from infinitetalk.errors import EngineError, NoFaceDetected
@@ -23,12 +22,8 @@ PER_SECOND = 30_000  # the default 480p rate, $0.03 a second, in micro-dollars
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Runtime]:
-    settings = settings_in(tmp_path, broker_url=f"stub://{uuid.uuid4().hex}", max_attempts=2, face_check=False)
-    runtime = Runtime(settings)
-    try:
+    with api_side(tmp_path, max_attempts=2, face_check=False) as runtime:
         yield runtime
-    finally:
-        runtime.stop()
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ StubBroker takes the submits, so tasks stay queued unless a test runs them."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from inprocess import balance_micros, data_uri, ledger, new_key, row, settings_in
+from inprocess import api_side, balance_micros, data_uri, ledger, new_key, row
 
 from infinitetalk.errors import Conflict, InvalidRequest, NoFaceDetected, NotFound
 from infinitetalk.media.audio import probe_duration
@@ -19,11 +18,8 @@ from infinitetalk.tasks.models import ApiKey, TaskStatus
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Runtime]:
-    runtime = Runtime(settings_in(tmp_path, broker_url=f"stub://{uuid.uuid4().hex}"))
-    try:
+    with api_side(tmp_path) as runtime:
         yield runtime
-    finally:
-        runtime.stop()
 
 
 @pytest.fixture
