@@ -4,15 +4,10 @@ raised; then every rank has left the process group. Two CPU ranks over gloo, on 
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
-import time
 from pathlib import Path
 
-import pytest
 import torch
-import torch.multiprocessing as mp
 
 from infinitetalk.config import Settings
 from infinitetalk.engines.ranks import LeadEngine
@@ -20,18 +15,15 @@ from infinitetalk.runtime import launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "neural"))
 from neural_factories import write_weights
+from process_group import run_ranks
 
 TIMEOUT_S = 120
 
 
-def _rank(rank: int, world: int, port: int, root: str, out: str, lead_raises: bool) -> None:
+def _session(rank: int, root: str, out: str, lead_raises: bool) -> None:
     import torch.distributed as dist
 
     from infinitetalk.engines.neural.engine import NeuralEngine
-
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
 
     def lead(engine: object) -> str:
         assert isinstance(engine, LeadEngine)
@@ -49,21 +41,8 @@ def _rank(rank: int, world: int, port: int, root: str, out: str, lead_raises: bo
     torch.save({"got": got, "still_joined": dist.is_initialized()}, f"{out}.{rank}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(root: Path, out: Path, lead_raises: bool) -> list[dict]:
-    ctx = mp.start_processes(_rank, args=(2, _free_port(), str(root), str(out), lead_raises), nprocs=2, join=False,
-                             start_method="fork")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=1):  # raises at once if a rank raised or died
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"the ranks did not finish in {TIMEOUT_S} s (a follower never let go)")
+    run_ranks(_session, (str(root), str(out), lead_raises), world=2, timeout_s=TIMEOUT_S, join=False)
     return [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2)]
 
 
