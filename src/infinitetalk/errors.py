@@ -65,6 +65,17 @@ class InvalidRequest(InfiniteTalkError):
     http_status = 400
     caller_fault = True
 
+    #: Where pydantic (and FastAPI) say an error sits, which the caller did not name: not part of the field.
+    _PLACES = ("body", "query", "path", "header")
+
+    @classmethod
+    def from_errors(cls, errors: list) -> InvalidRequest:
+        """pydantic's (or FastAPI's) validation errors -> one error naming the first field at fault."""
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p not in cls._PLACES) or None
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        return cls(f"{field}: {message}" if field else message, field=field)
+
 
 class InputTooLarge(InvalidRequest):
     code = "input_too_large"

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from infinitetalk.errors import InfiniteTalkError, ServiceBusy
+from infinitetalk.errors import InfiniteTalkError, InvalidRequest, ServiceBusy
 
 log = logging.getLogger("infinitetalk.api")
 
@@ -50,11 +50,7 @@ async def _ours(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-    field = ".".join(loc) or None
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return JSONResponse(_body("invalid_request", f"{field}: {message}" if field else message, field), status_code=400)
+    return JSONResponse({"error": InvalidRequest.from_errors(exc.errors()).to_dict()}, status_code=400)
 
 
 async def _http(_request: Request, exc: Exception) -> JSONResponse:

@@ -150,7 +150,4 @@ class GenerationRequest(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or None
-            message = first["msg"].removeprefix("Value error, ")
-            raise InvalidRequest(f"{field}: {message}" if field else message, field=field) from None
+            raise InvalidRequest.from_errors(exc.errors()) from None

@@ -12,6 +12,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, Row, and_, bindparam, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
@@ -204,10 +205,8 @@ class TaskService:
     def estimate(self, *, key: ApiKey | None, payload: dict) -> Estimate:
         try:
             request = EstimateRequest.model_validate(payload)
-        except Exception as exc:  # pydantic's error -> one InvalidRequest naming the field
-            errors = getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc)}])()
-            field = ".".join(str(p) for p in errors[0]["loc"]) or None
-            raise InvalidRequest(f"{field}: {errors[0]['msg']}", field=field) from None
+        except ValidationError as exc:
+            raise InvalidRequest.from_errors(exc.errors()) from None
         with tempfile.TemporaryDirectory(prefix="infinitetalk-estimate-") as tmp:
             _, durations = staging.stage_audio(request.audio, Path(tmp), key_id=key.id if key else None,
                                                uploads=self.uploads, settings=self.settings)

@@ -69,19 +69,11 @@ def translating_route(render: ErrorRenderer) -> type[APIRoute]:
                 except SQLAlchemyError as exc:
                     return render(store_error(exc))
                 except RequestValidationError as exc:
-                    return render(invalid(exc.errors()))
+                    return render(InvalidRequest.from_errors(exc.errors()))
 
             return handle
 
     return ProviderRoute
-
-
-def invalid(errors: list) -> InvalidRequest:
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    field = ".".join(loc) or None
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return InvalidRequest(f"{field}: {message}" if field else message, field=field)
 
 
 async def read_body(request: Request, model: type[M]) -> M:
@@ -90,7 +82,7 @@ async def read_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise invalid(exc.errors()) from None
+        raise InvalidRequest.from_errors(exc.errors()) from None
 
 
 def rename_fields(exc: InfiniteTalkError, names: dict[str, str], messages: dict[str, str] | None = None) -> None:

@@ -19,7 +19,7 @@ from infinitetalk.api.compat.eachlabs.protocol import (
     prediction,
 )
 from infinitetalk.api.deps import BaseUrlDep, KeyDep, RuntimeDep
-from infinitetalk.errors import InfiniteTalkError, NotFound
+from infinitetalk.errors import InfiniteTalkError, InvalidRequest, NotFound
 
 
 def _error_body(exc: InfiniteTalkError, status: int) -> dict:
@@ -45,7 +45,7 @@ async def create(request: Request, runtime: RuntimeDep, key: KeyDep, base_url: B
     try:
         given = MODELS[body.model].model_validate(body.input)
     except ValidationError as exc:
-        error = common.invalid(exc.errors())
+        error = InvalidRequest.from_errors(exc.errors())
         common.rename_fields(error, {error.field or "": f"input.{error.field}"})
         raise error from None
     payload = given.to_payload()
