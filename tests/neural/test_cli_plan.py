@@ -13,8 +13,7 @@ def _rows(output: str) -> list[list[str]]:
     return [line.split("  ") for line in output.splitlines() if line.startswith("480p")]
 
 
-@pytest.mark.slow  # over 10 s on 2 busy cores
-@pytest.mark.slow  # ~18 s alone: weights, VAE and FLOP traces
+@pytest.mark.slow  # ~5 s alone on 2 busy cores: weights, VAE and FLOP traces
 def test_plan_table_for_a_24_and_an_80_gb_card() -> None:
     args = ["models", "plan", "--resolution", "480p", "--mode", "i2v", "--speakers", "1", "--sampling", "fast-1p"]
     small = CliRunner().invoke(app, [*args, "--gpu-memory", "24"])

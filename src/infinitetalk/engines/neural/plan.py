@@ -1,19 +1,28 @@
-"""Memory and FLOP plan of a neural job, from the engine's own code run on fake tensors (no data, on the CPU).
+"""Memory and FLOP plan of a neural job, from the engine's own code run on tensors with no data (on the CPU).
 
 ``plan(setting)`` predicts one GPU's peak memory for one chunk of a job (weights + the denoising step's
 activations, or the VAE's decode and encode, whichever is higher) and the FLOPs per video second, by
 running the pipeline's ``predict`` (the transformer, guidance batching, sequence-parallel shards) and its
-VAE steps under torch's ``FakeTensorMode``: every op runs its shape logic, no memory is allocated, so the
-14B model at 720p plans on a laptop in seconds. A dispatch mode adds up the bytes of every storage the ops
-create and frees them when Python drops the tensor (what the CUDA caching allocator's
-``max_memory_allocated`` counts, less its 512-byte rounding).
+VAE steps on tensors with shapes and no data (torch's meta device): every op runs its shape logic, no
+memory is allocated, so the 14B model at 720p plans on a laptop in seconds. A dispatch mode adds up the
+bytes of every storage the ops create and frees them when Python drops the tensor (what the CUDA caching
+allocator's ``max_memory_allocated`` counts, less its 512-byte rounding).
+
+Meta tensors rather than ``FakeTensorMode``: the same kernels' shape functions (a fake tensor is a meta
+tensor plus a device), without fake mode's per-op Python bookkeeping, which made a step trace 4-8 times
+slower (0.3-0.9 s against 0.05-0.12 s; with ``_RepeatedShapes``, 0.03 s in a sweep over every bucket and
+setting, 588 traces). One difference would matter: on the meta device torch's attention
+picks its math fallback, which materialises the [tokens, tokens] score matrix (168 GiB at 640x640), where
+the engine on a GPU and a fake CPU tensor both run a fused kernel that keeps only the output and its
+log-sum-exp. ``_FusedAttention`` sends attention to that fused kernel (its CPU variant, as a fake CPU
+tensor does); every byte and FLOP then equals the fake-tensor trace's.
 
 Why the numbers hold at full size from short traces:
 
 - a forward under ``no_grad`` keeps one block's activations at a time, so its activation peak is the same
   with one block as with forty; FLOPs are counted with one and two blocks and extrapolated linearly
   (``tests/neural/test_plan.py`` checks both against a 40-block trace);
-- the weights are counted from the full model's parameters (built on fake tensors: no memory);
+- the weights are counted from the full model's parameters (built with no data: no memory);
 - the VAE's decode and encode are traced at the resolution's square bucket and scaled by pixel count to
   the other buckets of that resolution (its convolutions' activations are proportional to pixels), on
   13- and 17-frame chunks extrapolated to 81 frames (its peak grows by the same bytes every 4 frames);
@@ -34,10 +43,10 @@ from dataclasses import dataclass, replace
 from functools import cache, cached_property
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-from torch.utils.weak import WeakIdKeyDictionary
 
 from infinitetalk.engines.neural.configs import FULL, ModelConfig
 from infinitetalk.engines.neural.loop import CHUNK_FRAMES, MOTION_FRAMES, color_correct
@@ -154,41 +163,58 @@ class LiveBytes(TorchDispatchMode):
     """Bytes of the storages created by the ops it sees, live now and at their peak.
 
     Each new storage is counted once (views share their base's storage) and released by a weakref
-    finalizer when Python drops it, as the caching allocator gets a block back when its tensor dies.
+    callback when Python drops it, as the caching allocator gets a block back when its tensor dies.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.live = 0
         self.peak = 0
-        self._known: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        # id(storage) -> a weak reference whose callback releases it: an id stays here only while its
+        # storage lives, so a later storage at the same address is a new one
+        self._known: dict[int, weakref.ref] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        # an output on an input's storage is a view or an in-place result: no new memory (and a view of a
-        # weight made before counting began must not be counted as an activation)
-        inputs = {id(t.untyped_storage()) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and id(t.untyped_storage()) not in inputs:
-                self._track(t.untyped_storage())
-        self.peak = max(self.peak, self.live)
+        out = func(*args, **(kwargs or {}))
+        inputs = None
+        for t in _tensors(out):
+            storage = t.untyped_storage()
+            if id(storage) in self._known:
+                continue
+            if inputs is None:
+                inputs = {id(i.untyped_storage()) for i in _tensors((args, kwargs))}
+            # an output on an input's storage is a view or an in-place result: no new memory (and a view of
+            # a weight made before counting began must not be counted as an activation)
+            if id(storage) not in inputs:
+                self._track(storage)
         return out
 
     def _track(self, storage: torch.UntypedStorage) -> None:
-        if storage in self._known:
-            return
         nbytes = storage.nbytes()
-        self._known[storage] = nbytes
+        key = id(storage)
+        self._known[key] = weakref.ref(storage, lambda _, key=key, nbytes=nbytes: self._release(key, nbytes))
         self.live += nbytes
-        weakref.finalize(storage, self._release, nbytes)
+        self.peak = max(self.peak, self.live)
 
-    def _release(self, nbytes: int) -> None:
+    def _release(self, key: int, nbytes: int) -> None:
+        del self._known[key]
         self.live -= nbytes
 
 
+def _tensors(tree) -> list[torch.Tensor]:
+    """The tensors in an op's arguments or results (nested in lists, tuples and dicts); faster than pytree
+    for what aten ops take and return."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        tree = tree.values()
+    elif not isinstance(tree, (list, tuple)):
+        return []
+    return [t for item in tree for t in _tensors(item)]
+
+
 def _cpu_flash_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
-    """torch's counter knows the CUDA attention kernels; the CPU one (what fake CPU tensors dispatch to)
+    """torch's counter knows the CUDA attention kernels; the CPU one (what ``_FusedAttention`` calls)
     does the same 4*b*h*s*s'*d work."""
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
@@ -196,12 +222,112 @@ def _cpu_flash_flops(query_shape, key_shape, value_shape, *args, out_shape=None,
 _FLOP_MAPPING = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_flops}
 
 
-@contextmanager
-def _fake() -> Iterator[torch._subclasses.fake_tensor.FakeTensorMode]:
-    from torch._subclasses.fake_tensor import FakeTensorMode
+#: ``F.scaled_dot_product_attention``'s parameters in order, to read a call made with positions or names.
+_SDPA_PARAMETERS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
-    with FakeTensorMode() as mode, torch.no_grad():
-        yield mode
+
+class _FusedAttention(TorchFunctionMode):
+    """Attention on meta tensors through the fused kernel the engine gets on a GPU (see the module docstring).
+
+    A call the fused kernel cannot take (dropout, grouped-query heads) goes on to torch's own choice: its
+    score matrix then shows in the plan as hundreds of GB, which the tests would catch."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        call = dict(zip(_SDPA_PARAMETERS, args, strict=False)) | kwargs
+        if call["query"].device.type != "meta" or call.get("dropout_p") or call.get("enable_gqa"):
+            return func(*args, **kwargs)
+        out, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            call["query"], call["key"], call["value"], 0.0, call.get("is_causal", False),
+            attn_mask=call.get("attn_mask"), scale=call.get("scale"))
+        return out
+
+
+class _RepeatedShapes(TorchDispatchMode):
+    """Meta kernels' results remembered by their inputs' shapes: an op seen before with the same shapes,
+    strides, dtypes and other arguments gets a new tensor of the shape, strides and dtype it gave then.
+
+    Most of a trace's time is aten's meta kernels written in Python (a layer norm's takes ~1 ms), and the
+    sweep over buckets and settings repeats most ops with the same shapes: the blocks' norms within a
+    trace, the text and image projections across all traces of a batch size. Only ops that return new
+    tensors are remembered (no views, no in-place or collective ops), and only when each result owns its
+    whole storage, so the new tensor's storage is exactly the kernel's (what ``LiveBytes`` counts).
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not _functional(func):
+            return func(*args, **kwargs)
+        try:
+            key = (func, _describe(args), _describe(kwargs), torch.get_default_dtype())
+            known = _REMEMBERED.get(key, False)
+        except (_NotMeta, TypeError):  # a real tensor, or an argument with no hash
+            return func(*args, **kwargs)
+        if known:
+            made = [torch.empty_strided(size, stride, dtype=dtype, device="meta") for size, stride, dtype in known[1]]
+            return made[0] if known[0] else tuple(made)
+        out = func(*args, **kwargs)
+        if known is False:
+            _REMEMBERED[key] = _result_of(out)
+        return out
+
+
+#: ``_RepeatedShapes``' results, shared by every trace of the process: (op, its arguments described) ->
+#: (one tensor or a tuple, [(size, stride, dtype)]), or None for an op whose results it cannot remake.
+_REMEMBERED: dict[tuple, tuple | None] = {}
+
+
+@cache
+def _functional(func) -> bool:
+    """Whether an aten op returns new tensors only: no view, no in-place or out= result, no collective."""
+    schema = func._schema
+    return not schema.is_mutable and all(r.alias_info is None for r in schema.returns) and all(
+        a.alias_info is None for a in schema.arguments)
+
+
+class _NotMeta(Exception):
+    pass
+
+
+def _describe(value) -> object:
+    """A hashable key of an op's argument: a tensor by its metadata, a number with its type."""
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "meta":
+            raise _NotMeta
+        return (value.shape, value.stride(), value.dtype, value.storage_offset())
+    if isinstance(value, (list, tuple)):
+        return tuple(_describe(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _describe(v)) for k, v in value.items())
+    return (type(value), value)
+
+
+def _result_of(out) -> tuple | None:
+    """(single, [(size, stride, dtype)]) of an op's new tensors; None when they cannot be remade exactly."""
+    single = isinstance(out, torch.Tensor)
+    tensors = [out] if single else out
+    if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    if len({id(t.untyped_storage()) for t in tensors}) < len(tensors):
+        return None
+    specs = []
+    for t in tensors:
+        if t.device.type != "meta" or t.storage_offset() or t.requires_grad:
+            return None
+        remade = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+        if remade.untyped_storage().nbytes() != t.untyped_storage().nbytes():
+            return None
+        specs.append((t.shape, t.stride(), t.dtype))
+    return single, specs
+
+
+@contextmanager
+def _no_data() -> Iterator[None]:
+    """New tensors and models get shapes and no data (the meta device); attention as on a GPU."""
+    with torch.device("meta"), _FusedAttention(), _RepeatedShapes(), torch.no_grad():
+        yield
 
 
 @contextmanager
@@ -225,7 +351,8 @@ def _ranks(world: int) -> Iterator[torch.distributed.ProcessGroup | None]:
 
 
 def _transformer(cfg: ModelConfig, dtype: torch.dtype):  # noqa: ANN202
-    """The engine's transformer on fake tensors, in the loader's dtypes (norms fp32, the rest ``dtype``)."""
+    """The engine's transformer in the loader's dtypes (norms fp32, the rest ``dtype``); build it inside
+    ``_no_data()`` for one with no data."""
     from infinitetalk.engines.neural.transformer import InfiniteTalkTransformer
 
     model = InfiniteTalkTransformer.from_model_config(cfg)
@@ -257,7 +384,7 @@ def trace_step(model, cfg: ModelConfig, width: int, height: int, speakers: int, 
                dtype: torch.dtype, frames: int = CHUNK_FRAMES, count_flops: bool = True) -> tuple[int, int]:
     """(peak live bytes, FLOPs on this rank) of one denoising step through the pipeline's own ``predict``.
 
-    Call inside ``_fake()`` (or on real tensors, to measure the same thing). ``model``'s weights are not
+    Call inside ``_no_data()`` (or on real tensors, to measure the same thing). ``model``'s weights are not
     counted: only what the step creates (its inputs included).
     """
     from infinitetalk.engines.neural.parallel import disable_parallel, enable_parallel
@@ -266,7 +393,8 @@ def trace_step(model, cfg: ModelConfig, width: int, height: int, speakers: int, 
 
     guidance = {3: Guidance(), 2: Guidance(1.0, 4.0), 1: Guidance(1.0, 1.0)}[passes]
     options = SamplingOptions(guidance=guidance, batch_passes=passes > 1)
-    pipe = InfiniteTalkPipeline(model, None, None, None, None, "cpu")  # type: ignore[arg-type]  # predict only
+    device = model.patch_embedding.weight.device
+    pipe = InfiniteTalkPipeline(model, None, None, None, None, device)  # type: ignore[arg-type]  # predict only
     with _ranks(gpus) as group:
         if group is not None:
             enable_parallel(model, group)
@@ -284,13 +412,30 @@ def trace_step(model, cfg: ModelConfig, width: int, height: int, speakers: int, 
 
 
 @cache
+def _block_model(cfg: ModelConfig, layers: int):
+    """A ``layers``-block copy of ``cfg`` with no data, in bf16: built once, then every trace runs it (a
+    trace leaves it as it found it: ``trace_step`` switches the parallel forward off again)."""
+    with _no_data():
+        return _transformer(replace(cfg, num_layers=layers), torch.bfloat16)
+
+
+#: Every step traced so far: (cfg, width, height, speakers, passes, gpus, layers, count_flops) ->
+#: (peak bytes, FLOPs). Settings with the same shapes share one (sampling modes with the same guidance
+#: passes, offloaded and not at one pass, i2v and v2v); the tests read the keys to see every shape ran.
+step_traces: dict[tuple, tuple[int, int]] = {}
+
+
 def _step_trace(cfg: ModelConfig, width: int, height: int, speakers: int, passes: int, gpus: int,
                 layers: int = 1, count_flops: bool = False) -> tuple[int, int]:
     """``trace_step`` on a ``layers``-block copy of ``cfg`` in bf16 (the activation peak does not depend on
     the depth: one block's activations are live at a time)."""
-    with _fake():
-        model = _transformer(replace(cfg, num_layers=layers), torch.bfloat16)
-        return trace_step(model, cfg, width, height, speakers, passes, gpus, torch.bfloat16, count_flops=count_flops)
+    key = (cfg, width, height, speakers, passes, gpus, layers, count_flops)
+    if key not in step_traces:
+        model = _block_model(cfg, layers)
+        with _no_data():
+            step_traces[key] = trace_step(model, cfg, width, height, speakers, passes, gpus, torch.bfloat16,
+                                          count_flops=count_flops)
+    return step_traces[key]
 
 
 def step_flops(cfg: ModelConfig, width: int, height: int, speakers: int, passes: int) -> int:
@@ -328,7 +473,7 @@ def _vae_trace(width: int, height: int, base_dim: int = 96, frames: int = CHUNK_
     from infinitetalk.engines.neural.vae import VideoVAE
 
     short = MOTION_FRAMES + 4  # the shortest chunk that still re-encodes 9 motion frames
-    with _fake():
+    with _no_data():
         vae = VideoVAE(AutoencoderKLWan(base_dim=base_dim).eval().requires_grad_(False))
         if frames <= short + 4:
             return trace_vae(vae, width, height, frames)
@@ -357,13 +502,12 @@ def _square_of(resolution: str | None, width: int, height: int) -> int | None:
 @cache
 def weight_bytes(cfg: ModelConfig) -> dict[str, int]:
     """Bytes per part as the engine holds them on the GPU (bf16 transformer with fp32 norms)."""
-    with _fake():
-        model = _transformer(replace(cfg, num_layers=1), torch.bfloat16)
-        block = sum(p.nbytes for p in model.blocks[0].parameters())
-        linear = sum(m.weight.nbytes for n, m in model.blocks[0].named_modules()
-                     if isinstance(m, torch.nn.Linear) and "audio_cross_attn" not in n)
-        largest = max(m.weight.nbytes for m in model.blocks[0].modules() if isinstance(m, torch.nn.Linear))
-        rest = sum(p.nbytes for p in model.parameters()) - block
+    model = _block_model(cfg, 1)
+    block = sum(p.nbytes for p in model.blocks[0].parameters())
+    linear = sum(m.weight.nbytes for n, m in model.blocks[0].named_modules()
+                 if isinstance(m, torch.nn.Linear) and "audio_cross_attn" not in n)
+    largest = max(m.weight.nbytes for m in model.blocks[0].modules() if isinstance(m, torch.nn.Linear))
+    rest = sum(p.nbytes for p in model.parameters()) - block
     out = {"transformer_rest": rest, "block": block, "block_linear": linear, "largest_linear": largest,
            "blocks": cfg.num_layers}
     out.update(_encoder_bytes() if cfg == FULL else {"t5": 0, "clip": 0, "wav2vec": 0, "vae": 0})
@@ -372,7 +516,7 @@ def weight_bytes(cfg: ModelConfig) -> dict[str, int]:
 
 @cache
 def _encoder_bytes() -> dict[str, int]:
-    """The full-size encoders and VAE, built from their configs on fake tensors, in the engine's dtypes."""
+    """The full-size encoders and VAE, built from their configs with no data, in the engine's dtypes."""
     from diffusers import AutoencoderKLWan
     from transformers import (
         CLIPVisionConfig,
@@ -386,7 +530,7 @@ def _encoder_bytes() -> dict[str, int]:
     def size(model: torch.nn.Module, bytes_per: int) -> int:
         return sum(p.numel() for p in model.parameters()) * bytes_per
 
-    with _fake():
+    with _no_data():
         # umt5-xxl encoder (Wan's models_t5_umt5-xxl-enc-bf16.pth); its input embedding is tied, counted once
         t5 = UMT5EncoderModel(UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
                                          num_heads=64, feed_forward_proj="gated-gelu", tie_word_embeddings=False))
