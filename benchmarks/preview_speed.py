@@ -7,8 +7,9 @@ shared, loaded machine it is the figure to compare, as wall time depends on the 
 
     .venv/bin/python benchmarks/preview_speed.py [--seconds 20] [--repeat 3]
 
-Targets on the 2-core machine: <= 0.25 CPU s per second of video at 480p, < 1.5 GB peak;
-video-to-video and two speakers <= 0.4 s per second of video.
+Targets on the 2-core machine (issue 24): at 480p <= 0.25 s per second of video both in CPU
+time and in wall time (wall on a quiet machine), < 1.5 GB peak; video-to-video and two speakers
+<= 0.4 s per second of video.
 """
 
 from __future__ import annotations

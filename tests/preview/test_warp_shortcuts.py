@@ -6,6 +6,8 @@ that can move, OpenCV's pool left alone while frames are drawn) is checked again
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -93,3 +95,25 @@ def test_opencv_threads_are_put_back(portrait: np.ndarray) -> None:
         assert cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(before)
+
+
+def test_finding_faces_leaves_mediapipes_drawing_helpers_unloaded(grace_hopper_path: Path) -> None:
+    # A fresh interpreter: this one may have imported mediapipe whole already. The helpers pull in
+    # matplotlib's pyplot, ~0.35 s of CPU at every start of a render that never draws with them.
+    script = f"""
+import sys
+import numpy as np
+from PIL import Image
+from infinitetalk.engines.preview.landmarks import detect_faces
+image = np.asarray(Image.open({str(grace_hopper_path)!r}).convert("RGB").resize((288, 352)))
+assert len(detect_faces(image, 1)) == 1
+assert "matplotlib.pyplot" not in sys.modules, "face finding loaded pyplot"
+import mediapipe as mp
+from mediapipe.python.solutions import drawing_styles
+assert mp.solutions.drawing_utils.DrawingSpec(color=(1, 2, 3)).color == (1, 2, 3)
+assert drawing_styles.get_default_face_mesh_contours_style()
+assert "matplotlib.pyplot" in sys.modules  # loaded once asked for, and working
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

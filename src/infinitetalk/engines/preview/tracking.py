@@ -12,7 +12,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from infinitetalk.engines.preview.landmarks import INNER_LOWER, INNER_UPPER, Face, faces_in
+from infinitetalk.engines.preview.landmarks import (
+    INNER_LOWER,
+    INNER_UPPER,
+    Face,
+    faces_in,
+    import_mediapipe,
+)
 
 _MATCH = 0.6  # a face matches if its centre is within this share of the previous face's width
 _CROP_MARGIN = 0.6
@@ -26,8 +32,7 @@ _UPPER_LIP, _LOWER_LIP = list(INNER_UPPER), list(INNER_LOWER)
 
 class FaceTracker:
     def __init__(self, first: list[Face]) -> None:
-        import mediapipe as mp
-
+        mp = import_mediapipe()
         self.previous: list[Face | None] = list(first)
         self._last_seen: list[Face] = list(first)
         self._moved = np.inf  # mean landmark motion at the last look, pixels (inf: look every frame)
