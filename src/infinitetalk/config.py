@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     neural_variant: str = "single"
     #: Neural engine: stream transformer blocks from CPU memory (for 24-48 GB cards).
     neural_offload: bool = False
+    #: Neural engine: the GPU memory to plan for, in GiB (as `infinitetalk models plan --gpu-memory`); a start-up or
+    #: job whose planned peak exceeds it is refused up front. Empty: the CUDA device's own. Set it where the engine
+    #: starts without a card (a CPU test deployment) to be refused as the target card would refuse it.
+    neural_gpu_memory_gb: float | None = Field(default=None, gt=0)
     #: Neural engine sampling (docs/neural-engine.md, "Modes"): "quality" (40 steps, text + audio guidance: three
     #: passes a step), "fast" (4 steps, audio guidance: two passes) or "fast-1p" (4 steps, one pass). The fast
     #: modes need a step-distilled LoRA in neural_lora (lightx2v).

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyloudnorm
+import pytest
 import torch
 import torch.nn.functional as F
+from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from infinitetalk.engines.neural.audio import AudioEncoder, loudness_normalize
+from infinitetalk.engines.neural.audio import AudioEncoder, PiecewiseFrontEnd, loudness_normalize
+from infinitetalk.engines.neural.plan import LiveBytes
 
 
 def _speech(seconds: float) -> np.ndarray:
@@ -66,3 +69,44 @@ def test_hook_resamples_to_video_rate(tiny_weights) -> None:
     # the hook only acts during our call: the plain model still runs at ~50 Hz
     with torch.no_grad():
         assert model(values).last_hidden_state.shape[1] > 60
+
+
+def _front_end_model(norm: str) -> Wav2Vec2Model:
+    """wav2vec2's front end at its real kernels and strides (400 samples seen per step, a 320 stride), narrow."""
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                            conv_dim=(16,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+                            feat_extract_norm=norm, do_stable_layer_norm=norm == "layer")
+    model = Wav2Vec2Model(config).eval()
+    with torch.no_grad():  # a GroupNorm at its initial weights hides a wrong mean or scale: make them matter
+        for p in model.feature_extractor.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_a_long_track_in_pieces_gives_the_whole_track_features(norm: str) -> None:
+    """The front end a piece at a time (with the first layer's GroupNorm over the whole track) is the stock one."""
+    model = _front_end_model(norm)
+    values = torch.from_numpy(_speech(3.37))[None] * 20  # loud enough that the norm's statistics matter
+    with torch.no_grad():
+        whole = model.feature_extractor(values)
+        pieces = PiecewiseFrontEnd(model.feature_extractor, piece_steps=7)(values)
+    assert pieces.shape == whole.shape and whole.shape[-1] > 7 * 20
+    assert torch.allclose(pieces, whole, rtol=1e-4, atol=1e-5), (pieces - whole).abs().max()
+
+
+def test_front_end_memory_does_not_grow_with_the_track() -> None:
+    """What the front end holds beyond its input and its output is one piece's work, whatever the length."""
+    model = _front_end_model("group")
+    front = PiecewiseFrontEnd(model.feature_extractor, piece_steps=100)
+    held = []
+    for seconds in (10, 40):
+        values = torch.from_numpy(_speech(seconds))[None]
+        with torch.no_grad(), LiveBytes() as live:
+            out = front(values)
+        held.append(live.peak - out.untyped_storage().nbytes())
+    assert held[1] < 1.1 * held[0], held
+    with torch.no_grad(), LiveBytes() as live:  # the stock forward over 40 s: four times the 10 s one's work
+        whole = model.feature_extractor.forward(values)
+    assert live.peak - whole.untyped_storage().nbytes() > 3 * held[0]

@@ -83,7 +83,7 @@ def plan(
     utilisation: float = typer.Option(None, "--utilisation", min=0.01, max=1.0,
                                       help="The fraction of that rate to state times at [default: 0.4]."),
 ) -> None:
-    """Predict each setting's peak GPU memory and speed before downloading anything (fake tensors, CPU only).
+    """Predict each setting's peak GPU memory and speed before downloading anything (shapes without data, CPU only).
 
     For each combination: the planned peak of one GPU at the resolution's largest (square) bucket, whether it
     fits, the settings that would (int8/fp8, more GPUs per job, offload), the FLOPs per video second and the

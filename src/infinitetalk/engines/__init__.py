@@ -50,6 +50,7 @@ def load_engine(settings: Settings | None = None, *, name: str | None = None, we
         weights_dir, variant=settings.neural_variant, offload=settings.neural_offload,
         options=SAMPLING_MODES[settings.neural_mode], loras=_loras(settings, weights_dir),
         speed=SpeedOptions.from_settings(settings), step_cache=StepCache.from_settings(settings),
+        gpu_memory_gb=settings.neural_gpu_memory_gb,
     )
     if warm and settings.neural_compile:  # once per process (worker, server), not per task: the 480p square bucket
         from infinitetalk.engines.neural.speed import warm_up

@@ -151,7 +151,9 @@ class NeuralEngine:
             layout.require(layout.tokenizer, "T5 tokenizer"),
         )
         image = ImageEncoder(load_clip(layout.require(layout.clip, "CLIP image encoder"), device, dtype))
-        audio = AudioEncoder.from_folder(layout.require(layout.wav2vec, "wav2vec2 folder"), device)
+        # On the CPU, as the official script runs it: its whole-track pass peaks with the speech's length (about
+        # 16 MiB per second of speech on wav2vec2-base), a spike the card would otherwise take at each job's start.
+        audio = AudioEncoder.from_folder(layout.require(layout.wav2vec, "wav2vec2 folder"), "cpu")
         pipe = InfiniteTalkPipeline(transformer, vae, text, image, audio, device)
         opts = options or SamplingOptions()
         if offload:

@@ -10,6 +10,7 @@ the weights were trained or tuned with its behaviour; docs/neural-engine.md list
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,10 @@ NEGATIVE_PROMPT = (
     "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, "
     "messy background, three legs, many people in the background, walking backwards"
 )
+#: Prompt embeddings an engine keeps on its device (4 MiB each at full size: [1, 512, 4096] bf16): the negative
+#: prompt, which every job uses, and the latest others, so a server whose jobs bring new prompts never fills
+#: its card with old ones.
+TEXT_CACHE_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ class InfiniteTalkPipeline:
         self.image_encoder = image_encoder
         self.audio_encoder = audio_encoder
         self.device = torch.device(device)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -154,15 +159,28 @@ class InfiniteTalkPipeline:
             raise InvalidRequest(f"InfiniteTalk animates one or two speakers, got {len(inputs.audio)} audio tracks")
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        if prompt not in self._text_cache:  # the same prompts repeat for every job
-            self._text_cache[prompt] = self.text_encoder(prompt).to(self.device, self.dtype)
-        return self._text_cache[prompt]
+        embedding = self._text_cache.pop(prompt, None)  # the same prompts repeat for every job
+        if embedding is None:
+            embedding = self.text_encoder(prompt).to(self.device, self.dtype)
+        self._text_cache[prompt] = embedding  # now the most recent
+        while len(self._text_cache) > TEXT_CACHE_SIZE:
+            self._text_cache.popitem(last=False)
+        return embedding
 
-    def encode_audio(self, tracks: list[np.ndarray], num_frames: int, end: int) -> torch.Tensor:
-        """[people, rows, L, C]: embeddings for ``num_frames`` frames, padded as the official loop
-        pads them for a last chunk that ends at frame ``end`` (``loop.pad_audio_tail``)."""
-        embs = [pad_audio_tail(self.audio_encoder(a, num_frames), end) for a in tracks]
-        return torch.stack(embs)
+    def encode_audio(self, tracks: list[np.ndarray], num_frames: int, end: int) -> np.ndarray:
+        """[people, rows, L, C] float32 in host memory: embeddings for ``num_frames`` frames, padded as the
+        official loop pads them for a last chunk that ends at frame ``end`` (``loop.pad_audio_tail``).
+
+        The whole video's features stay on the host (as the official code keeps them), a numpy array so that
+        no torch tensor of the job's length exists; only each chunk's windows go to the device
+        (``chunk_audio``), so the device's memory does not depend on the video's length.
+        """
+        return np.stack([pad_audio_tail(self.audio_encoder(a, num_frames).cpu(), end).numpy() for a in tracks])
+
+    def chunk_audio(self, features: np.ndarray, start: int) -> torch.Tensor:
+        """[people, 81, 5, L, C] on the device: the +-2 frame windows of the chunk that starts at ``start``."""
+        windows = [audio_windows(torch.from_numpy(person), start, CHUNK_FRAMES) for person in features]
+        return torch.stack(windows).to(self.device)
 
     def condition(self, ref: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """CLIP tokens of the reference, and [1, 20, T, h, w] = 4-channel first-frame mask + VAE(ref, zeros)."""
@@ -284,7 +302,7 @@ class InfiniteTalkPipeline:
             # 5. Reference frame and conditioning for this chunk
             ref = inputs.image if source is None else source.at(chunk.start)
             clip, cond = self.condition(ref, CHUNK_FRAMES)
-            windows = torch.stack([audio_windows(a, chunk.start, CHUNK_FRAMES) for a in audio]).to(self.device)
+            windows = self.chunk_audio(audio, chunk.start)
             # Null audio for guidance: ONE person's zeros, still through audio_proj, as the official
             # ``torch.zeros_like(audio_embs)[-1:]``; with two speakers that pass is unrouted.
             null = torch.zeros_like(windows[-1:])

@@ -30,8 +30,10 @@ Why the numbers hold at full size from short traces:
 
 What is not traced: the CUDA context and allocator fragmentation (``RESERVE_GIB`` is left free for them
 when deciding whether a setting fits), kernels' internal workspaces (flash attention's is small), and
-the text/image/audio encoders' activations (they run once per job on 512 tokens, 257 tokens and the audio:
-small next to one 14B step). Their weights are counted: the engine keeps them on the GPU.
+the text and image encoders' activations (they run once per job on 512 tokens and 257 tokens: small next
+to one 14B step). Their weights are counted: the engine keeps them on the GPU. The audio encoder runs on the
+CPU, as the official code runs it, and the job's audio features stay in host memory (only each chunk's
+windows go to the GPU), so nothing on the card grows with the video's length.
 """
 
 from __future__ import annotations
@@ -64,8 +66,6 @@ H100_BF16_TFLOPS = 989.0
 H100_FP8_TFLOPS = 1979.0
 #: The utilisation the plan's "at ... %" time assumes: what a well-tuned 14B DiT reaches in bf16 on Hopper.
 STATED_UTILISATION = 0.4
-#: Wav2vec2 hidden states per video frame kept for the whole job: 12 layers x 768 floats (fp32).
-AUDIO_BYTES_PER_FRAME = 12 * 768 * 4
 
 QUANTIZE = ("none", "int8", "fp8")
 MODES = ("i2v", "v2v")
@@ -83,7 +83,6 @@ class Setting:
     offload: bool = False
     quantize: str = "none"  # one of QUANTIZE
     gpus: int = 1  # ranks sharing one job (sequence parallel)
-    seconds: float = 60.0  # video length: only the job's audio features grow with it
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLING_MODES:
@@ -122,11 +121,10 @@ class Plan:
     weights: int  # bytes resident on each GPU: transformer (or its offload share) + VAE + encoders
     denoise: int  # peak bytes over the weights during one denoising step (the batched forward, guidance)
     vae: int  # peak bytes over the weights while encoding, decoding and re-encoding a chunk
-    audio: int  # the job's audio features (grow with the video's length)
 
     @property
     def peak(self) -> int:
-        return self.weights + self.audio + max(self.denoise, self.vae)
+        return self.weights + max(self.denoise, self.vae)
 
     @property
     def peak_gib(self) -> float:
@@ -551,7 +549,7 @@ def resident_weights(cfg: ModelConfig, offload: bool, quantize: str) -> tuple[in
     elif quantize != "none":  # bf16 -> 1 byte for the block linears torchao quantizes
         blocks -= w["blocks"] * w["block_linear"] // 2
         extra = w["largest_linear"]  # a layer's weight (or activation) converted for the matmul
-    aux = w["t5"] + w["clip"] + w["wav2vec"] + w["vae"]
+    aux = w["t5"] + w["clip"] + w["vae"]  # wav2vec2 runs on the CPU
     return w["transformer_rest"] + blocks + aux, extra
 
 
@@ -577,8 +575,7 @@ def _plan_here(setting: Setting, cfg: ModelConfig, resolution: str | None, vae_d
         raise InvalidRequest(f"output size {w}x{h} must be a multiple of 16 on both sides; use a bucket")
     denoise, _ = _step_trace(cfg, w, h, setting.speakers, setting.passes_per_forward, setting.gpus)
     weights, extra = resident_weights(cfg, setting.offload, setting.quantize)
-    audio = setting.speakers * round(setting.seconds * 25) * AUDIO_BYTES_PER_FRAME
-    return Plan(setting, cfg, weights, denoise + extra, vae_peak(resolution, w, h, vae_dim), audio)
+    return Plan(setting, cfg, weights, denoise + extra, vae_peak(resolution, w, h, vae_dim))
 
 
 def square_bucket(resolution: str) -> tuple[int, int]:
@@ -661,8 +658,8 @@ def _plan_elsewhere(setting: Setting, cfg: ModelConfig, resolution: str | None, 
                           "vae_dim": vae_dim})
     out = subprocess.run([sys.executable, "-m", "infinitetalk.engines.neural.plan"], input=payload,
                          capture_output=True, text=True, check=True, timeout=600)
-    weights, denoise, vae, audio = json.loads(out.stdout.strip().splitlines()[-1])
-    return Plan(setting, cfg, weights, denoise, vae, audio)
+    weights, denoise, vae = json.loads(out.stdout.strip().splitlines()[-1])
+    return Plan(setting, cfg, weights, denoise, vae)
 
 
 def _main() -> None:
@@ -672,7 +669,7 @@ def _main() -> None:
 
     args = json.loads(sys.stdin.read())
     p = _plan_here(Setting(**args["setting"]), ModelConfig(**args["cfg"]), args["resolution"], args["vae_dim"])
-    print(json.dumps([p.weights, p.denoise, p.vae, p.audio]))
+    print(json.dumps([p.weights, p.denoise, p.vae]))
 
 
 if __name__ == "__main__":
@@ -745,7 +742,7 @@ def benchmark_peak(cfg: ModelConfig, width: int, height: int, sampling: str, gpu
     """What ``benchmarks/neural_gpu.py`` measures per row: its process holds the transformer and the VAE (no
     text, image or audio encoder) and resets the peak before the denoising steps, so the prediction is their
     weights plus one step's peak."""
-    p = plan(Setting(width, height, sampling=sampling, quantize=quantize, gpus=gpus, seconds=0), cfg, None, vae_dim)
+    p = plan(Setting(width, height, sampling=sampling, quantize=quantize, gpus=gpus), cfg, None, vae_dim)
     w = weight_bytes(cfg)
-    encoders = w["t5"] + w["clip"] + w["wav2vec"]
+    encoders = w["t5"] + w["clip"]
     return p.weights - encoders + p.denoise
