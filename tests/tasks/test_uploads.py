@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from infinitetalk.config import Settings
-from infinitetalk.errors import InputTooLarge, InvalidRequest, NotFound, TooManyRequests
+from infinitetalk.errors import Conflict, InputTooLarge, InvalidRequest, NotFound, TooManyRequests
 from infinitetalk.storage import LocalStorage
 from infinitetalk.tasks.db import open_database
 from infinitetalk.tasks.models import Upload
@@ -117,4 +117,34 @@ def test_a_failed_put_leaves_nothing(tmp_path: Path) -> None:
         asyncio.run(uploads.write_stream(ticket, _body(3, 100), cap=250))
     assert _stored(uploads, tmp_path, "key_a") == (0, 0, 0)
     with pytest.raises(NotFound):
-        uploads.pending(ticket.id)
+        uploads.claim(ticket.id)
+
+
+def test_two_puts_of_one_upload_cannot_mix(tmp_path: Path) -> None:
+    """The upload id is the PUT's permission, so a client may send it twice (a retry while the first still
+    streams): one PUT gets the upload, the other a 409, and the row says what the file holds."""
+    uploads = _uploads(tmp_path)
+    ticket = uploads.create(key_id="key_a", filename="a.bin")
+
+    async def put(byte: bytes, parts: int) -> Upload:
+        claimed = await asyncio.to_thread(uploads.claim, ticket.id)
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(parts):
+                await asyncio.sleep(0.01)  # the other PUT's chunks arrive in between
+                yield byte * 100
+        return await uploads.write_stream(claimed, body(), cap=10_000)
+
+    async def both() -> list[Upload | BaseException]:
+        return await asyncio.gather(put(b"a", 4), put(b"b", 3), return_exceptions=True)
+
+    results = asyncio.run(both())
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 1 and isinstance(refused[0], Conflict), results
+    assert refused[0].code == "upload_busy"
+    (stored,) = [r for r in results if not isinstance(r, BaseException)]
+    files = [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].stat().st_size == stored.size
+    assert set(files[0].read_bytes()) == {(b"a" if stored.size == 400 else b"b")[0]}
+    assert _stored(uploads, tmp_path, "key_a") == (1, stored.size, stored.size)
+    with pytest.raises(Conflict):  # and once it has its file, no PUT may replace it
+        uploads.claim(ticket.id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 MICROS = 1_000_000
@@ -127,6 +127,8 @@ class Upload(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     #: False until the bytes are in place (a two-step upload between its two steps).
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A PUT has taken the upload (``Uploads.claim``): a second PUT of the same id is refused, not mixed in.
+    receiving: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 

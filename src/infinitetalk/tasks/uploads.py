@@ -161,13 +161,22 @@ class Uploads:
             raise
 
     # --- the two-step PUT ---
-    def pending(self, upload_id: str) -> Upload:
-        """The upload a PUT names, if it still waits for its bytes (its id is the permission)."""
+    def claim(self, upload_id: str) -> Upload:
+        """The upload a PUT names, taken for that PUT alone if it still waits for its bytes (its id is the
+        permission). One conditional UPDATE, so of two PUTs at once (a client's retry while the first still
+        streams) one gets it and the other a 409: their bytes never mix, and the row's size is its file's."""
         upload = self._row(upload_id)
         if upload is None or upload.expires_at <= utcnow():
             raise NotFound(f"no upload {upload_id[:40]}; ask for a new one (POST /api/v3/media/uploads)")
         if upload.complete:
             raise Conflict(f"upload {upload_id} already has its file; ask for a new upload", code="upload_complete")
+        with self.sessions.begin() as session:
+            taken = session.execute(update(Upload).where(Upload.id == upload_id, Upload.complete.is_(False),
+                                                         Upload.receiving.is_(False)).values(receiving=True))
+        if taken.rowcount != 1:
+            raise Conflict(f"upload {upload_id} is being sent by another request; wait for it, or ask for a new "
+                           "upload", code="upload_busy")
+        upload.receiving = True
         return upload
 
     # --- using one ---

@@ -66,7 +66,7 @@ async def upload_bytes(upload_id: str, request: Request, runtime: RuntimeDep) ->
     as a presigned URL's signature would be, so this route takes no key). The bytes count against the key's
     upload quota as they arrive; a PUT refused (429 past the quota) or cut short leaves nothing, the upload
     included: ask for a new one."""
-    upload = await run_in_threadpool(runtime.uploads.pending, upload_id)
+    upload = await run_in_threadpool(runtime.uploads.claim, upload_id)
     upload = await runtime.uploads.write_stream(upload, request.stream(), cap=MAX_UPLOAD_BYTES)
     return envelope({"size": upload.size})
 
