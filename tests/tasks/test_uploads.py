@@ -148,3 +148,14 @@ def test_two_puts_of_one_upload_cannot_mix(tmp_path: Path) -> None:
     assert _stored(uploads, tmp_path, "key_a") == (1, stored.size, stored.size)
     with pytest.raises(Conflict):  # and once it has its file, no PUT may replace it
         uploads.claim(ticket.id)
+
+
+def test_an_upload_over_its_inputs_limit_is_refused(tmp_path: Path) -> None:
+    """An upload may be as large as a video; used as audio or an image it meets that input's own limit."""
+    uploads = _uploads(tmp_path)
+    upload = uploads.save(key_id="key_a", filename="big.wav", chunks=[b"x" * 300], cap=10_000)
+    with pytest.raises(InputTooLarge) as caught:
+        uploads.copy_to(upload.id, tmp_path / "task", key_id="key_a", field="audio", cap=200)
+    assert caught.value.field == "audio" and caught.value.http_status == 413 and "limit" in caught.value.message
+    assert not (tmp_path / "task").exists()
+    assert uploads.copy_to(upload.id, tmp_path / "task", key_id="key_a", field="video", cap=300).stat().st_size == 300

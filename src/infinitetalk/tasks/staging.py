@@ -15,7 +15,7 @@ from infinitetalk.config import Settings
 from infinitetalk.errors import InfiniteTalkError
 from infinitetalk.media.audio import probe_duration
 from infinitetalk.media.disk import disk_writes
-from infinitetalk.media.fetch import fetch_to_file
+from infinitetalk.media.fetch import MAX_BYTES, fetch_to_file
 from infinitetalk.media.image import check_image
 from infinitetalk.media.video import check_video
 from infinitetalk.schema import GenerationRequest
@@ -33,7 +33,7 @@ def fetch_ref(ref: str, dest_dir: Path, *, kind: str, field: str, key_id: str | 
     try:
         with disk_writes(field):  # the upload's copy too: a full disk is storage_full, not a bare 500
             if match:
-                return uploads.copy_to(match.group(1), dest_dir, key_id=key_id, field=field)
+                return uploads.copy_to(match.group(1), dest_dir, key_id=key_id, field=field, cap=MAX_BYTES[kind])
             sub = dest_dir / field.replace(".", "_")  # one folder per field so names never collide
             return fetch_to_file(ref, sub, kind=kind, settings=settings, field=field)
     except InfiniteTalkError as exc:

@@ -187,9 +187,14 @@ class Uploads:
             raise self._unusable(upload_id, field)
         return upload, upload.filename
 
-    def copy_to(self, upload_id: str, dest_dir: Path, *, key_id: str | None, field: str) -> Path:
-        """Copy a caller's own upload into ``dest_dir`` (named after the field and its display name)."""
+    def copy_to(self, upload_id: str, dest_dir: Path, *, key_id: str | None, field: str, cap: int) -> Path:
+        """Copy a caller's own upload into ``dest_dir`` (named after the field and its display name), if it is
+        within ``cap``, the input's own limit: an upload may be as large as the largest kind (a video), and an
+        audio or image field must not take one that a URL of the same size would be refused for."""
         upload, name = self.source(upload_id, key_id=key_id, field=field)
+        if upload.size > cap:
+            raise InputTooLarge(f"{field}: upload {upload_id} is {upload.size / 2**20:.1f} MiB, over this input's "
+                                f"{cap // 2**20} MiB limit; send a smaller file", field=field)
         dest_dir.mkdir(parents=True, exist_ok=True)
         target = dest_dir / f"{field.replace('.', '_')}-{name}"
         try:
