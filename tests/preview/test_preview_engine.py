@@ -37,11 +37,16 @@ def videos(tmp_path_factory: pytest.TempPathFactory, grace_hopper_path: Path, as
     }
 
 
+#: Lip sync r (best lag) per portrait: measured 0.936 (grace) and 0.840 (astronaut) at seed 7, at least the
+#: 0.933 and 0.837 of the code before issue 24's first round; the floor is that less 0.04 of seed-to-seed spread.
+SYNC_FLOOR = {"grace": 0.89, "astronaut": 0.80}
+
+
 @pytest.mark.parametrize("name", ["grace", "astronaut"])
 def test_mouth_follows_the_speech(videos: dict[str, Path], slow_speech_wav: Path, other_speech_wav: Path,
                                   name: str) -> None:
     own = sync_score(videos[name])
-    assert own.r_best >= 0.5 and abs(own.best_lag) <= 2, own
+    assert own.r_best >= SYNC_FLOOR[name] and abs(own.best_lag) <= 2, own
     assert own.r_box >= 0.5, own  # the landmark-free measure agrees
     # Against other sentences the score collapses. Two espeak sentences share some rhythm, so a
     # single control can reach ~0.2 by chance: one must stay under 0.2, the other under 0.3.

@@ -17,14 +17,22 @@ the rigs are built on that closed face:
   the lower lip the rest, and a little below it the jaw rises as one piece, fading out
   towards the cheeks and below the chin.
 
-The rig composes this with its opening on the same table (``MouthRig.forward_tables``), so
-it costs no extra remap; a still source's mouth is left as it is.
+- rest lips: a patch of the frame whose lips were most closed so far. Squeezed shut out of an
+  open frame, the lips are that frame's (stretched, shadowed, the old opening's dark edge on
+  the lower lip) and the rig would open them as lip; the rest lips are put over them instead
+  (``FaceAnimator``), so a dub opens closed lips as image-to-video opens a photo's.
+
+The rig composes the closing with its opening on the same table (``MouthRig.forward_tables``)
+when there are no rest lips to put in; with them, the crop is closed first (one more remap of
+the mouth's region) and the rig opens that. A still source's mouth is left as it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
+import cv2
 import numpy as np
 
 from infinitetalk.engines.preview import landmarks as lm
@@ -37,6 +45,33 @@ _UPPER = np.array(lm.INNER_UPPER)
 _LOWER = np.array(lm.INNER_LOWER)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _ACROSS = np.arange(-1, 2, dtype=np.float32)  # samples across a profile, pixels
+_OUTER = np.array([*lm.OUTER_UPPER, *lm.OUTER_LOWER[1:-1][::-1]])  # the lips' outline, all the way round
+REST_GROW_E = 0.3  # eye distances the rest lips reach past their outline (then feathered over as much again)
+_REST_MARGIN_E = 2.5 * REST_GROW_E  # eye distances of skin kept around the lips in the rest snapshot
+
+
+@dataclass(frozen=True)
+class RestLips:
+    """The source's lips when they were most closed: a patch of that frame and their outline in it."""
+
+    patch: np.ndarray  # RGB uint8
+    outline: np.ndarray  # (n, 2) the outer lip contour in the patch's pixels
+    points: np.ndarray  # (478, 2) that frame's landmarks in the patch's pixels
+    e: float  # that frame's eye distance, pixels
+
+    @cached_property
+    def layer(self) -> np.ndarray:
+        """The patch as RGBA: alpha covers the lips and ``REST_GROW_E`` around them, feathered.
+
+        The skin right under the lower lip goes with it: its crease is the lip's lower edge, which
+        the squeezed frame's stretched skin lacks.
+        """
+        mask = np.zeros(self.patch.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(self.outline * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+        grow = max(1, round(REST_GROW_E * self.e))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.7, 0.6 * grow))
+        return np.dstack([self.patch, np.round(alpha * 255).astype(np.uint8)])
 
 
 @dataclass(frozen=True)
@@ -51,6 +86,8 @@ class Closing:
     excess: np.ndarray  # per inner-lip pair: how far its points come together
     keep: np.ndarray  # per inner-lip pair: what lies right under the upper lip and goes with it (a smile's teeth)
     neutral: float  # the neutral mouth's gap in the middle, eye distances
+    outline: np.ndarray | None = None  # this frame's outer lip contour once closed (pixels)
+    rest: RestLips | None = None  # the most closed lips seen so far, to put where this frame's were squeezed shut
 
     @property
     def amount(self) -> float:
@@ -59,8 +96,9 @@ class Closing:
     def moved(self, offset: np.ndarray) -> Closing:
         """The same closing in pixels shifted by ``offset`` (e.g. a crop's)."""
         o = np.asarray(offset, np.float32)
+        outline = None if self.outline is None else self.outline + o
         return Closing(self.upper + o, self.lower + o, self.corners + o, self.chin + o, self.e, self.excess, self.keep,
-                       self.neutral)
+                       self.neutral, outline, self.rest)
 
     def displacement(self, frame: Frame2D, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Forward move along ``frame.ax_v`` (pixels) of the skin at (u, v) in ``frame``'s coordinates."""
@@ -107,6 +145,8 @@ class NeutralMouth:
     def __init__(self) -> None:
         self._gap: np.ndarray | None = None  # per inner-lip pair, eye distances
         self._recent: list[np.ndarray] = []
+        self._rest: RestLips | None = None
+        self._rest_gap = np.inf  # the middle gap (eye distances) of the frame ``_rest`` was taken from
 
     def observe(self, image: np.ndarray, points: np.ndarray) -> None:
         """Update the neutral mouth with a frame's, without closing it (a look ahead)."""
@@ -128,8 +168,12 @@ class NeutralMouth:
         left = (1 - smile) * neutral * (1 - smoothstep(0.02, 0.08, opened))
         # A little is the jitter of the mesh (and of the pixel runs above) on a still mouth.
         excess = np.maximum((neutral + opened - keep - left - _JITTER_E) * e, 0.0)
-        return Closing(upper, lower, corners, points[lm.CHIN].astype(np.float32), e, excess.astype(np.float32),
-                       (keep * e).astype(np.float32), float(neutral[len(neutral) // 2]))
+        closing = Closing(upper, lower, corners, points[lm.CHIN].astype(np.float32), e, excess.astype(np.float32),
+                          (keep * e).astype(np.float32), float(neutral[len(neutral) // 2]))
+        if closing.amount <= 0 or self._rest is None:
+            return closing
+        outline = closing.close(points[_OUTER].astype(np.float32))
+        return replace(closing, outline=outline, rest=self._rest)
 
     def _seen(self, image: np.ndarray, points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray,
                                                                     np.ndarray]:
@@ -142,7 +186,20 @@ class NeutralMouth:
         self._recent = [*self._recent[-2:], gap]
         recent = np.mean(self._recent, axis=0)
         self._gap = recent if self._gap is None else np.minimum(self._gap, recent)
+        middle = float(gap[len(gap) // 2])
+        if middle < self._rest_gap - 1e-3:
+            self._rest, self._rest_gap = _snapshot(image, points, e), middle
         return e, corners, upper, lower, np.maximum(gap, self._gap)
+
+
+def _snapshot(image: np.ndarray, points: np.ndarray, e: float) -> RestLips:
+    outline = points[_OUTER].astype(np.float32)
+    h, w = image.shape[:2]
+    margin = _REST_MARGIN_E * e
+    x0, y0 = np.maximum(np.floor(outline.min(axis=0) - margin).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(outline.max(axis=0) + margin).astype(int) + 1, (w, h))
+    origin = np.array([x0, y0], np.float32)
+    return RestLips(image[y0:y1, x0:x1].copy(), outline - origin, points.astype(np.float32) - origin, e)
 
 
 def _frame(corners: np.ndarray) -> Frame2D:
