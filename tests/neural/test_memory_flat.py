@@ -52,8 +52,10 @@ def _device_bytes(pipe: InfiniteTalkPipeline) -> int:
     gc.collect()  # garbage in a reference cycle is not held: it would be freed on the next collection
     storages = {}
     for obj in gc.get_objects():
-        # type(), not isinstance: isinstance reads __class__, which some of torch's deprecated objects warn on
-        if issubclass(type(obj), torch.Tensor) and obj.device.type != "meta":
+        # Plain tensors and parameters only: other tests of the same process may leave tensors with no data (the
+        # planner's fake and meta ones) alive. type(), not isinstance: isinstance reads __class__, which some of
+        # torch's deprecated objects warn on.
+        if type(obj) in (torch.Tensor, torch.nn.Parameter) and obj.device.type != "meta":
             storage = obj.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
     return sum(storages.values())
