@@ -18,8 +18,8 @@
 #   total                                                                                  ~485 s
 # The step-cache row (quality with every one of its 40 steps, ~3-4 min) does not fit: run
 # `python benchmarks/neural_gpu.py --modes quality --opts eager,compile,fp8,cache` on its own.
-# Each row's `plan GB` is the memory planner's prediction (src/infinitetalk/engines/neural/plan.py, fake tensors on
-# the CPU, ~10-20 s once at setup) beside its measured `peak GB`: the first GPU run checks the planner too.
+# Each row's `plan GB` is the memory planner's prediction (src/infinitetalk/engines/neural/plan.py, tensors with
+# no data on the CPU, a few seconds at setup) beside its measured `peak GB`: the first GPU run checks the planner too.
 # --budget-s skips the rows left once 480 s are spent, and timeout stops the run at 580 s, so the call
 # always ends inside 10 minutes; rows print as they finish.
 set -euo pipefail
