@@ -96,9 +96,8 @@ class Closing:
     def moved(self, offset: np.ndarray) -> Closing:
         """The same closing in pixels shifted by ``offset`` (e.g. a crop's)."""
         o = np.asarray(offset, np.float32)
-        outline = None if self.outline is None else self.outline + o
-        return Closing(self.upper + o, self.lower + o, self.corners + o, self.chin + o, self.e, self.excess, self.keep,
-                       self.neutral, outline, self.rest)
+        return replace(self, upper=self.upper + o, lower=self.lower + o, corners=self.corners + o, chin=self.chin + o,
+                       outline=None if self.outline is None else self.outline + o)
 
     def displacement(self, frame: Frame2D, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Forward move along ``frame.ax_v`` (pixels) of the skin at (u, v) in ``frame``'s coordinates."""
